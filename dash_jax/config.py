@@ -1,0 +1,98 @@
+"""Config checks that run before any compute, so a typo costs seconds."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Iterator
+
+from dash_jax.errors import UserError
+
+OPTIMIZERS = ('sgd', 'sam')
+EPOCH_MODES = ('auto', 'loop', 'scan')
+NORMALIZE = ('auto', 'standard', 'unit')
+DASH_PER = ('kernel', 'neuron')
+L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
+
+
+def parse_list(value, cast=str, field='value') -> list:
+  """'a,b' / 'a' / 3 / [a, b] -> list, as config flags hand them over."""
+  if isinstance(value, (list, tuple)):
+    items = list(value)
+  else:
+    items = [s.strip() for s in str(value).split(',') if s.strip()]
+  try:
+    out = [cast(v) for v in items]
+  except ValueError:
+    raise UserError(f'config.{field}={value!r} is not a comma-separated list '
+                    f'of {cast.__name__}; e.g. --config.{field}=0,1,2') from None
+  if not out:
+    raise UserError(f'config.{field} is empty; give at least one value')
+  if len(set(out)) != len(out):
+    raise UserError(f'config.{field}={value!r} lists a value twice; list each once')
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """One run of the protocol: the single values it was launched with."""
+  train_type: str
+  optimizer: str
+  seed: int
+
+  @property
+  def name(self) -> str:
+    return f'{self.train_type}-{self.optimizer}-seed{self.seed}'
+
+
+def run_specs(config) -> Iterator[RunSpec]:
+  """Every combination of the listed training types, optimizers and seeds."""
+  for tt, opt, seed in itertools.product(
+      parse_list(config.train_type, str, 'train_type'),
+      parse_list(config.optimizer, str, 'optimizer'),
+      parse_list(config.seeds, int, 'seeds')):
+    yield RunSpec(tt, opt, seed)
+
+
+def _choice(config, field, valid):
+  for v in parse_list(config[field], str, field):
+    if v not in valid:
+      raise UserError(f'unknown {field} {v!r}; valid: {", ".join(sorted(valid))}')
+
+
+def _in_range(config, field, low, high, low_open=True):
+  v = config[field]
+  ok = (low < v if low_open else low <= v) and v <= high
+  if not ok:
+    lo = '(' if low_open else '['
+    raise UserError(f'config.{field}={v} is outside {lo}{low}, {high}]; '
+                    f'set --config.{field} inside it')
+
+
+def _positive(config, field):
+  if not config[field] > 0:
+    raise UserError(f'config.{field}={config[field]} must be > 0; '
+                    f'set --config.{field} to a positive value')
+
+
+def validate(config) -> None:
+  """Raises UserError naming the first bad field and how to fix it."""
+  from dash_jax import data, interventions, models  # registries
+  _choice(config, 'train_type', interventions.TRAINING_TYPES)
+  _choice(config, 'optimizer', OPTIMIZERS)
+  parse_list(config.seeds, int, 'seeds')
+  _choice(config, 'dataset', data.DATASETS)
+  _choice(config, 'model', models.MODELS)
+  _choice(config, 'epoch_mode', EPOCH_MODES)
+  _choice(config, 'normalize', NORMALIZE)
+  _choice(config, 'dash_per', DASH_PER)
+  _choice(config, 'l2_init_form', L2_INIT_FORMS)
+  for field in ('dash_lambda', 'dash_alpha', 'sp_lambda', 'converge_acc'):
+    _in_range(config, field, 0.0, 1.0)
+  _in_range(config, 'label_noise', 0.0, 1.0, low_open=False)
+  _in_range(config, 'momentum', 0.0, 1.0, low_open=False)
+  for field in ('learning_rate', 'batch_size', 'test_batch_size', 'max_epoch',
+                'num_chunks', 'width', 'depth'):
+    _positive(config, field)
+  for field in ('weight_decay', 'rho', 'sp_sigma', 'l2_init_lambda', 'num_train'):
+    if config[field] < 0:
+      raise UserError(f'config.{field}={config[field]} must be >= 0')

@@ -1,0 +1,92 @@
+"""Datasets by name: each loads once into host memory as uint8 arrays.
+
+Chunks and batches are index arrays into these; normalisation happens on the
+accelerator inside the jitted step, so the data crosses the bus once, as bytes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import numpy as np
+
+from dash_jax.errors import UserError
+
+
+@dataclasses.dataclass
+class Dataset:
+  """Raw pixels plus the constants that normalise them (in pixel units)."""
+  name: str
+  train_x: np.ndarray  # (N, H, W, C) uint8
+  train_y: np.ndarray  # (N,) int32
+  test_x: np.ndarray
+  test_y: np.ndarray
+  num_classes: int
+  mean: np.ndarray  # (C,) float32, pixel units 0..255
+  std: np.ndarray
+
+  @property
+  def input_shape(self):
+    return self.train_x.shape[1:]
+
+
+def _tfds_split_arrays(builder, split):
+  """A split as numpy arrays; batches of 10k (batch_size=-1 breaks mock_data)."""
+  import tensorflow_datasets as tfds
+  ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+  xs, ys = [], []
+  for x, y in tfds.as_numpy(ds.batch(10_000)):
+    xs.append(x)
+    ys.append(y)
+  return np.concatenate(xs).astype(np.uint8), np.concatenate(ys).astype(np.int32)
+
+
+def _stats(x):
+  pixels = x.reshape(-1, x.shape[-1]).astype(np.float64)
+  return pixels.mean(0).astype(np.float32), pixels.std(0).astype(np.float32)
+
+
+def data_dir(config) -> str:
+  return os.path.expanduser(config.data_dir or os.environ.get(
+      'TFDS_DATA_DIR', '~/tensorflow_datasets'))
+
+
+def load_digits(config) -> Dataset:
+  from dash_jax.data.digits import DashDigits
+  builder = DashDigits(data_dir=data_dir(config))
+  builder.download_and_prepare()  # offline: builds from scikit-learn's copy
+  train_x, train_y = _tfds_split_arrays(builder, 'train')
+  test_x, test_y = _tfds_split_arrays(builder, 'test')
+  mean, std = _stats(train_x)
+  return Dataset('digits', train_x, train_y, test_x, test_y, 10,
+                 mean=np.full_like(mean, mean.mean()), std=np.full_like(std, std.mean()))
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    'digits': load_digits,
+}
+
+
+def load(config) -> Dataset:
+  """The named dataset with the config's training subset applied."""
+  if config.dataset not in DATASETS:
+    raise UserError(f'unknown dataset {config.dataset!r}; valid: '
+                    f'{", ".join(sorted(DATASETS))}')
+  ds = DATASETS[config.dataset](config)
+  if config.num_train and config.num_train < len(ds.train_y):
+    keep = np.sort(np.random.default_rng(0).permutation(
+        len(ds.train_y))[:config.num_train])
+    ds = dataclasses.replace(ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep])
+  return ds
+
+
+def noisy_labels(labels, fraction, num_classes, seed) -> np.ndarray:
+  """Re-draw `fraction` of the labels uniformly at random (fixed per seed)."""
+  labels = labels.copy()
+  if fraction <= 0:
+    return labels
+  rng = np.random.default_rng([seed, 0x1abe1])
+  picked = rng.permutation(len(labels))[:int(round(fraction * len(labels)))]
+  labels[picked] = rng.integers(0, num_classes, size=len(picked))
+  return labels

@@ -1,0 +1,241 @@
+"""Pure training steps and the 'train until converged' loop of one experiment.
+
+Data stays on the device as uint8; a batch is an index slice of an epoch
+permutation, normalised inside the jitted step. Every batch has the same
+shape (the final partial batch is masked), so growing the training set from
+experiment to experiment never recompiles anything.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from dash_jax import optim, shrink
+from dash_jax.errors import UserError
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+  init_params: Any = None  # anchor of the l2_init regulariser
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """Static choices compiled into the step (hashable: a jit static arg)."""
+  regularizer: Optional[Callable[[Any, Any], jax.Array]] = None
+  sam_rho: Optional[float] = None  # None = plain SGD
+  sam_bn_second_pass: bool = True
+
+
+class NonFiniteLoss(UserError):
+  pass
+
+
+def normalise(x_uint8, mean, std):
+  return (x_uint8.astype(jnp.float32) - mean) / std
+
+
+def forward(state, params, batch_stats, x, train, mask=None):
+  """Logits and the BatchNorm statistics after this pass."""
+  variables = {'params': params, 'batch_stats': batch_stats}
+  if not train:
+    return state.apply_fn(variables, x, train=False), batch_stats
+  logits, updated = state.apply_fn(variables, x, train=True, mask=mask,
+                                   mutable=['batch_stats'])
+  return logits, updated.get('batch_stats', batch_stats)
+
+
+def masked_mean(values, mask):
+  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def train_loss(params, batch_stats, state, x, y, mask, regularizer):
+  logits, batch_stats = forward(state, params, batch_stats, x, True, mask)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  loss = masked_mean(ce, mask)
+  if regularizer is not None:
+    loss = loss + regularizer(params, state.init_params)
+  acc = masked_mean((jnp.argmax(logits, -1) == y).astype(jnp.float32), mask)
+  return loss, (batch_stats, acc)
+
+
+def train_step(state: TrainState, x, y, mask, step_cfg: StepConfig):
+  """One SGD or SAM step; returns the new state and (batch acc, batch loss)."""
+  grad_fn = jax.value_and_grad(train_loss, has_aux=True)
+  (loss, (batch_stats, acc)), grads = grad_fn(
+      state.params, state.batch_stats, state, x, y, mask, step_cfg.regularizer)
+  if step_cfg.sam_rho is not None:
+    ascent, _ = optim.sam_ascent(step_cfg.sam_rho).update(grads, optax.EmptyState())
+    (_, (batch_stats_2, _)), grads = grad_fn(
+        optax.apply_updates(state.params, ascent), batch_stats, state, x, y,
+        mask, step_cfg.regularizer)
+    if step_cfg.sam_bn_second_pass:
+      batch_stats = batch_stats_2
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  state = state.replace(step=state.step + 1,
+                        params=optax.apply_updates(state.params, updates),
+                        opt_state=opt_state, batch_stats=batch_stats)
+  return state, jnp.stack([acc, loss])
+
+
+def eval_step(state: TrainState, x, y, mask):
+  """(number correct, summed loss) over the valid examples of a batch."""
+  logits, _ = forward(state, state.params, state.batch_stats, x, False)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+  return jnp.stack([jnp.sum(correct * mask), jnp.sum(ce * mask)])
+
+
+# ----------------------------------------------------------------- batching
+
+
+@functools.partial(jax.jit, static_argnames='batch_size')
+def epoch_order(key, buffer_idx, n, batch_size):
+  """Dataset indices of a random permutation of the first n buffer entries.
+
+  Sorting uniform keys with the tail pushed last keeps one shape for every n;
+  padded by one batch so the last dynamic slice never runs off the end.
+  """
+  u = jax.random.uniform(key, buffer_idx.shape)
+  u = jnp.where(jnp.arange(u.shape[0]) < n, u, 2.0)
+  order = buffer_idx[jnp.argsort(u)]
+  return jnp.concatenate([order, jnp.zeros((batch_size,), order.dtype)])
+
+
+def _train_batch(data, order, b, n, batch_size):
+  start = b * batch_size
+  idx = jax.lax.dynamic_slice(order, (start,), (batch_size,))
+  mask = (start + jnp.arange(batch_size) < n).astype(jnp.float32)
+  x = normalise(data['train_x'][idx], data['mean'], data['std'])
+  return x, data['train_y'][idx], mask
+
+
+@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
+                   donate_argnums=(0, 1))
+def loop_step(state, sums, data, order, b, n, *, step_cfg, batch_size):
+  """Step b of an epoch; metrics summed on device (no host sync)."""
+  x, y, mask = _train_batch(data, order, b, n, batch_size)
+  state, metrics = train_step(state, x, y, mask, step_cfg)
+  return state, sums + metrics
+
+
+@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
+                   donate_argnums=(0,))
+def scan_epoch(state, data, order, n, num_batches, *, step_cfg, batch_size):
+  """A whole epoch as one compiled loop (trip count is a traced value)."""
+  def body(b, carry):
+    state, sums = carry
+    x, y, mask = _train_batch(data, order, b, n, batch_size)
+    state, metrics = train_step(state, x, y, mask, step_cfg)
+    return state, sums + metrics
+  return jax.lax.fori_loop(0, num_batches, body,
+                           (state, jnp.zeros((2,), jnp.float32)))
+
+
+@functools.partial(jax.jit, static_argnames='batch_size')
+def evaluate(state, x_all, y_all, mean, std, batch_size):
+  """(accuracy, mean loss) over a whole array set, in fixed-shape batches."""
+  total = x_all.shape[0]
+
+  def body(b, sums):
+    idx = b * batch_size + jnp.arange(batch_size)
+    mask = (idx < total).astype(jnp.float32)
+    idx = jnp.minimum(idx, total - 1)
+    x = normalise(x_all[idx], mean, std)
+    return sums + eval_step(state, x, y_all[idx], mask)
+
+  sums = jax.lax.fori_loop(0, math.ceil(total / batch_size), body,
+                           jnp.zeros((2,), jnp.float32))
+  return sums / total
+
+
+@functools.partial(jax.jit, static_argnames='chunk_size')
+def full_data_direction(state, data, buffer_idx, num_chunks_seen, alpha,
+                        chunk_size):
+  """EMA of negative gradients over the buffer, oldest chunk first.
+
+  BatchNorm in evaluation mode (running statistics, not updated); no
+  regulariser; batches of one chunk, as the original code.
+  """
+  def get_batch(i):
+    idx = jax.lax.dynamic_slice(buffer_idx, (i * chunk_size,), (chunk_size,))
+    return normalise(data['train_x'][idx], data['mean'], data['std']), data['train_y'][idx]
+
+  def grad_fn(params, batch):
+    x, y = batch
+    def loss(p):
+      logits, _ = forward(state, p, state.batch_stats, x, False)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return jax.grad(loss)(params)
+
+  return shrink.ema_direction(grad_fn, state.params,
+                              (get_batch, num_chunks_seen), alpha)
+
+
+# ------------------------------------------------------- one experiment
+
+
+@dataclasses.dataclass
+class TrainStats:
+  """What one 'train until converged' reports (means over epochs)."""
+  train_acc: float
+  train_loss: float
+  last_epoch_acc: float
+  steps: int
+  epochs: int
+
+
+def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
+                          batch_size, max_epoch, converge_acc, mode='scan',
+                          experiment=0, on_epoch=None):
+  """Epochs of shuffled batches until the epoch's running train accuracy
+  reaches `converge_acc` or `max_epoch` epochs ran. One host sync per epoch.
+  """
+  num_batches = math.ceil(n / batch_size)
+  acc_sum = loss_sum = 0.0
+  epochs = 0
+  while True:
+    key, epoch_key = jax.random.split(key)
+    order = epoch_order(epoch_key, buffer_idx, n, batch_size)
+    if mode == 'scan':
+      state, sums = scan_epoch(state, data, order, n, num_batches,
+                               step_cfg=step_cfg, batch_size=batch_size)
+    else:
+      sums = jnp.zeros((2,), jnp.float32)
+      for b in range(num_batches):
+        state, sums = loop_step(state, sums, data, order, b, n,
+                                step_cfg=step_cfg, batch_size=batch_size)
+    acc, loss = (np.asarray(sums) / num_batches).tolist()
+    epochs += 1
+    if not math.isfinite(loss):
+      raise NonFiniteLoss(
+          f'non-finite training loss ({loss}) at experiment {experiment}, '
+          f'epoch {epochs}; lower --config.learning_rate')
+    acc_sum += acc
+    loss_sum += loss
+    if on_epoch is not None:
+      on_epoch(epochs, acc, loss)
+    if acc >= converge_acc or epochs >= max_epoch:
+      break
+  return state, key, TrainStats(acc_sum / epochs, loss_sum / epochs, acc,
+                                epochs * num_batches, epochs)
+
+
+def create_state(model, tx, key, input_shape, keep_init: bool) -> TrainState:
+  """Fresh params, BatchNorm statistics and optimizer state."""
+  variables = model.init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32),
+                         train=False)
+  params = flax.core.unfreeze(variables['params'])
+  batch_stats = flax.core.unfreeze(variables.get('batch_stats', {}))
+  return TrainState.create(
+      apply_fn=model.apply, params=params, tx=tx, batch_stats=batch_stats,
+      init_params=jax.tree.map(jnp.copy, params) if keep_init else None)
