@@ -1,0 +1,36 @@
+"""Shared test set-up: CPU, fast compiles, one digits build per session."""
+import os
+import sys
+
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+# Tiny models: compile time dominates, so skip most XLA optimisation passes.
+jax.config.update('jax_disable_most_optimizations', True)
+
+
+@pytest.fixture(scope='session')
+def tfds_dir(tmp_path_factory):
+  """A tfds data dir holding the digits dataset, built once, offline."""
+  path = str(tmp_path_factory.mktemp('tfds'))
+  from dash_jax.data.digits import DashDigits
+  DashDigits(data_dir=path).download_and_prepare()
+  return path
+
+
+@pytest.fixture
+def tiny_config(tfds_dir):
+  """The default config shrunk to seconds: few chunks, few epochs."""
+  from configs.default import get_config
+  config = get_config()
+  config.data_dir = tfds_dir
+  config.train_type = 'warm'
+  config.seeds = '0'
+  config.num_chunks = 3
+  config.max_epoch = 3
+  config.width = 32
+  return config
