@@ -25,7 +25,9 @@ def get_config():
   # Data.
   config.dataset = 'digits'
   config.data_dir = ''  # tfds data dir; '' = tfds default (~/tensorflow_datasets)
-  config.manual_dir = ''  # where manually downloaded archives live (tiny_imagenet)
+  config.manual_dir = ''  # where manually downloaded archives live (tiny_imagenet);
+                          # '' = <data_dir>/downloads/manual
+  config.download = False  # True: let tfds download + prepare a missing dataset
   config.label_noise = 0.2  # fraction of TRAINING labels re-drawn uniformly
   config.normalize = 'auto'  # 'auto', 'standard' (mean/std), 'unit' ([0, 1])
   config.num_train = 0  # >0: keep a seeded random subset of the training split
@@ -48,6 +50,13 @@ def get_config():
   config.test_batch_size = 256
   config.rho = 0.1  # SAM radius
   config.sam_bn_second_pass = True  # SAM's 2nd pass also updates BN stats
+
+  # SoTA recipe (configs/*_sota.py): resnet18 -> resnet18_sota, lr warm-up over
+  # each experiment's first epoch, then x sota_gamma at each milestone epoch
+  # (restarting every experiment), per-dataset augmentation in the train step.
+  config.sota = False
+  config.sota_milestones = '60,120,160,200'
+  config.sota_gamma = 0.2
 
   # Training-type hyper-parameters.
   config.dash_lambda = 0.3

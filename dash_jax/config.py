@@ -89,6 +89,11 @@ def validate(config) -> None:
   for field in ('dash_lambda', 'dash_alpha', 'sp_lambda', 'converge_acc'):
     _in_range(config, field, 0.0, 1.0)
   _in_range(config, 'label_noise', 0.0, 1.0, low_open=False)
+  if config.get('sota', False):
+    _in_range(config, 'sota_gamma', 0.0, 1.0)
+    if any(m < 1 for m in parse_list(config.sota_milestones, int, 'sota_milestones')):
+      raise UserError(f'config.sota_milestones={config.sota_milestones!r} must list '
+                      f'epochs >= 1, e.g. --config.sota_milestones=60,120,160,200')
   _in_range(config, 'momentum', 0.0, 1.0, low_open=False)
   for field in ('learning_rate', 'batch_size', 'test_batch_size', 'max_epoch',
                 'num_chunks', 'width', 'depth'):

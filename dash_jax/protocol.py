@@ -17,7 +17,7 @@ import numpy as np
 
 from dash_jax import config as config_lib
 from dash_jax import data as data_lib
-from dash_jax import interventions, models, optim, summary, train
+from dash_jax import interventions, models, optim, sota, summary, train
 from dash_jax.errors import UserError
 
 
@@ -36,8 +36,9 @@ def normalisation(config, ds: data_lib.Dataset):
   """(mean, std) in pixel units: dataset statistics, or [0, 1] scaling for
   the MLP on image datasets (the original code does not normalise there)."""
   mode = config.normalize
-  if mode == 'auto':
-    mode = 'unit' if (config.model == 'mlp' and ds.name != 'digits') else 'standard'
+  if mode == 'auto':  # the original normalises Tiny-ImageNet for every model
+    mode = ('unit' if (config.model == 'mlp' and ds.name not in
+                       ('digits', 'tiny_imagenet')) else 'standard')
   if mode == 'unit':
     return np.zeros_like(ds.mean), np.full_like(ds.std, 255.0)
   return ds.mean, ds.std
@@ -65,6 +66,7 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   with config.unlocked():
     config.train_type, config.optimizer, config.seeds = spec.train_type, spec.optimizer, str(spec.seed)
     config.seed = spec.seed
+    config.model = models.resolve_name(config)  # sota: resnet18 -> resnet18_sota
   training_type = interventions.TRAINING_TYPES[spec.train_type]
   model_spec = models.get(config.model)
   model = model_spec.build(config, ds.num_classes)
@@ -72,7 +74,9 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   step_cfg = train.StepConfig(
       regularizer=interventions.regularizer(config, spec.train_type),
       sam_rho=config.rho if spec.optimizer == 'sam' else None,
-      sam_bn_second_pass=config.sam_bn_second_pass)
+      sam_bn_second_pass=config.sam_bn_second_pass,
+      augment=sota.augmentation(config, ds.name),
+      lr_schedule=sota.lr_schedule(config))
   mode = resolve_epoch_mode(config)
 
   mean, std = normalisation(config, ds)

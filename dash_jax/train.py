@@ -34,6 +34,10 @@ class StepConfig:
   regularizer: Optional[Callable[[Any, Any], jax.Array]] = None
   sam_rho: Optional[float] = None  # None = plain SGD
   sam_bn_second_pass: bool = True
+  # SoTA recipe: (key, float pixels 0..255) -> pixels, before normalising.
+  augment: Optional[Callable[[jax.Array, jax.Array], jax.Array]] = None
+  # SoTA recipe: (epoch, batch, num_batches) -> learning rate of this step.
+  lr_schedule: Optional[Callable[..., jax.Array]] = None
 
 
 class NonFiniteLoss(UserError):
@@ -44,13 +48,15 @@ def normalise(x_uint8, mean, std):
   return (x_uint8.astype(jnp.float32) - mean) / std
 
 
-def forward(state, params, batch_stats, x, train, mask=None):
-  """Logits and the BatchNorm statistics after this pass."""
+def forward(state, params, batch_stats, x, train, mask=None, rng=None):
+  """Logits and the BatchNorm statistics after this pass (`rng` drives
+  dropout in training mode)."""
   variables = {'params': params, 'batch_stats': batch_stats}
   if not train:
     return state.apply_fn(variables, x, train=False), batch_stats
+  rngs = None if rng is None else {'dropout': rng}
   logits, updated = state.apply_fn(variables, x, train=True, mask=mask,
-                                   mutable=['batch_stats'])
+                                   mutable=['batch_stats'], rngs=rngs)
   return logits, updated.get('batch_stats', batch_stats)
 
 
@@ -58,8 +64,8 @@ def masked_mean(values, mask):
   return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def train_loss(params, batch_stats, state, x, y, mask, regularizer):
-  logits, batch_stats = forward(state, params, batch_stats, x, True, mask)
+def train_loss(params, batch_stats, state, x, y, mask, regularizer, rng=None):
+  logits, batch_stats = forward(state, params, batch_stats, x, True, mask, rng)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
   loss = masked_mean(ce, mask)
   if regularizer is not None:
@@ -68,16 +74,21 @@ def train_loss(params, batch_stats, state, x, y, mask, regularizer):
   return loss, (batch_stats, acc)
 
 
-def train_step(state: TrainState, x, y, mask, step_cfg: StepConfig):
-  """One SGD or SAM step; returns the new state and (batch acc, batch loss)."""
+def train_step(state: TrainState, x, y, mask, step_cfg: StepConfig, key=None):
+  """One SGD or SAM step; returns the new state and (batch acc, batch loss).
+
+  `key` feeds dropout (each SAM pass draws its own mask, as in PyTorch).
+  """
+  rngs = (None, None) if key is None else tuple(jax.random.split(key))
   grad_fn = jax.value_and_grad(train_loss, has_aux=True)
   (loss, (batch_stats, acc)), grads = grad_fn(
-      state.params, state.batch_stats, state, x, y, mask, step_cfg.regularizer)
+      state.params, state.batch_stats, state, x, y, mask, step_cfg.regularizer,
+      rngs[0])
   if step_cfg.sam_rho is not None:
     ascent, _ = optim.sam_ascent(step_cfg.sam_rho).update(grads, optax.EmptyState())
     (_, (batch_stats_2, _)), grads = grad_fn(
         optax.apply_updates(state.params, ascent), batch_stats, state, x, y,
-        mask, step_cfg.regularizer)
+        mask, step_cfg.regularizer, rngs[1])
     if step_cfg.sam_bn_second_pass:
       batch_stats = batch_stats_2
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -111,31 +122,56 @@ def epoch_order(key, buffer_idx, n, batch_size):
   return jnp.concatenate([order, jnp.zeros((batch_size,), order.dtype)])
 
 
-def _train_batch(data, order, b, n, batch_size):
+def _train_batch(data, order, b, n, batch_size, augment=None, key=None):
   start = b * batch_size
   idx = jax.lax.dynamic_slice(order, (start,), (batch_size,))
   mask = (start + jnp.arange(batch_size) < n).astype(jnp.float32)
-  x = normalise(data['train_x'][idx], data['mean'], data['std'])
+  x = data['train_x'][idx]
+  if augment is not None:
+    x = augment(key, x.astype(jnp.float32))
+  x = normalise(x, data['mean'], data['std'])
   return x, data['train_y'][idx], mask
+
+
+def _epoch_step(state, data, order, b, n, epoch, num_batches, key, step_cfg,
+                batch_size):
+  """Batch b of an epoch: slice, augment, normalise, schedule the lr, step.
+
+  Randomness of step b is fold_in(key, b): the same whatever the epoch mode.
+  """
+  aug_key = step_key = None
+  if key is not None:
+    aug_key, step_key = jax.random.split(jax.random.fold_in(key, b))
+  x, y, mask = _train_batch(data, order, b, n, batch_size, step_cfg.augment, aug_key)
+  if step_cfg.lr_schedule is not None:
+    lr = step_cfg.lr_schedule(epoch, b, num_batches)
+    state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, lr))
+  return train_step(state, x, y, mask, step_cfg, step_key)
 
 
 @functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
                    donate_argnums=(0, 1))
-def loop_step(state, sums, data, order, b, n, *, step_cfg, batch_size):
-  """Step b of an epoch; metrics summed on device (no host sync)."""
-  x, y, mask = _train_batch(data, order, b, n, batch_size)
-  state, metrics = train_step(state, x, y, mask, step_cfg)
+def loop_step(state, sums, data, order, b, n, *, step_cfg, batch_size, epoch=0,
+              num_batches=1, key=None):
+  """Step b of an epoch; metrics summed on device (no host sync).
+
+  epoch / num_batches feed step_cfg.lr_schedule; key feeds augmentation and
+  dropout (required when step_cfg.augment is set or the model has dropout).
+  """
+  state, metrics = _epoch_step(state, data, order, b, n, epoch, num_batches, key,
+                               step_cfg, batch_size)
   return state, sums + metrics
 
 
 @functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
                    donate_argnums=(0,))
-def scan_epoch(state, data, order, n, num_batches, *, step_cfg, batch_size):
+def scan_epoch(state, data, order, n, num_batches, *, step_cfg, batch_size,
+               epoch=0, key=None):
   """A whole epoch as one compiled loop (trip count is a traced value)."""
   def body(b, carry):
     state, sums = carry
-    x, y, mask = _train_batch(data, order, b, n, batch_size)
-    state, metrics = train_step(state, x, y, mask, step_cfg)
+    state, metrics = _epoch_step(state, data, order, b, n, epoch, num_batches,
+                                 key, step_cfg, batch_size)
     return state, sums + metrics
   return jax.lax.fori_loop(0, num_batches, body,
                            (state, jnp.zeros((2,), jnp.float32)))
@@ -206,14 +242,18 @@ def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
   while True:
     key, epoch_key = jax.random.split(key)
     order = epoch_order(epoch_key, buffer_idx, n, batch_size)
+    step_key = jax.random.fold_in(epoch_key, 1)  # augmentation and dropout
     if mode == 'scan':
       state, sums = scan_epoch(state, data, order, n, num_batches,
-                               step_cfg=step_cfg, batch_size=batch_size)
+                               step_cfg=step_cfg, batch_size=batch_size,
+                               epoch=epochs, key=step_key)
     else:
       sums = jnp.zeros((2,), jnp.float32)
       for b in range(num_batches):
         state, sums = loop_step(state, sums, data, order, b, n,
-                                step_cfg=step_cfg, batch_size=batch_size)
+                                step_cfg=step_cfg, batch_size=batch_size,
+                                epoch=epochs, num_batches=num_batches,
+                                key=step_key)
     acc, loss = (np.asarray(sums) / num_batches).tolist()
     epochs += 1
     if not math.isfinite(loss):
@@ -230,12 +270,20 @@ def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
                                 epochs * num_batches, epochs)
 
 
+@functools.lru_cache(maxsize=None)
+def _model_fns(model):
+  """A jitted init and one `apply` per distinct model (modules compare by
+  value): every run of a launch and every cold restart then reuses the same
+  compiled steps, since apply_fn is part of the jit cache key."""
+  return jax.jit(functools.partial(model.init, train=False)), model.apply
+
+
 def create_state(model, tx, key, input_shape, keep_init: bool) -> TrainState:
   """Fresh params, BatchNorm statistics and optimizer state."""
-  variables = model.init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32),
-                         train=False)
+  init, apply = _model_fns(model)
+  variables = init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32))
   params = flax.core.unfreeze(variables['params'])
   batch_stats = flax.core.unfreeze(variables.get('batch_stats', {}))
   return TrainState.create(
-      apply_fn=model.apply, params=params, tx=tx, batch_stats=batch_stats,
+      apply_fn=apply, params=params, tx=tx, batch_stats=batch_stats,
       init_params=jax.tree.map(jnp.copy, params) if keep_init else None)

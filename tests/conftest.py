@@ -34,3 +34,20 @@ def tiny_config(tfds_dir):
   config.max_epoch = 3
   config.width = 32
   return config
+
+
+@pytest.fixture
+def mock_tfds():
+  """tfds.testing.mock_data as a factory: random examples shaped like each
+  dataset's features, and every builder reported as prepared (the mock
+  leaves `is_prepared` alone, and the loaders refuse unprepared data)."""
+  import contextlib
+  from unittest import mock
+  import tensorflow_datasets as tfds
+
+  @contextlib.contextmanager
+  def mocked(num_examples):
+    with tfds.testing.mock_data(num_examples=num_examples), mock.patch.object(
+        tfds.core.DatasetBuilder, 'is_prepared', return_value=True):
+      yield
+  return mocked

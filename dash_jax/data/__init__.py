@@ -63,8 +63,15 @@ def load_digits(config) -> Dataset:
                  mean=np.full_like(mean, mean.mean()), std=np.full_like(std, std.mean()))
 
 
+def _image_sets():
+  from dash_jax.data.images import IMAGE_SETS
+  return IMAGE_SETS
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     'digits': load_digits,
+    **_image_sets(),  # cifar10, cifar100, svhn (= svhn_cropped), fashion_mnist,
+                      # tiny_imagenet
 }
 
 

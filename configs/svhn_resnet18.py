@@ -1,0 +1,21 @@
+"""SVHN, ResNet-18: the paper's standard setting.
+
+Trains on a fixed random 50,000 of the 73,257 training images.
+
+    python launch.py --config configs/svhn_resnet18.py \
+        --workdir runs/svhn_resnet18 \
+        --config.data_dir=$HOME/tensorflow_datasets
+
+One seed and every training type x {SGD, SAM}; pick a subset with e.g.
+--config.train_type=cold,warm,sp,dash --config.optimizer=sgd
+--config.seeds=2021,2022,2023.
+"""
+from configs import default, paper
+
+
+def get_config():
+  config = default.get_config()
+  paper.protocol(config)
+  config.dataset = 'svhn'
+  config.model = 'resnet18'
+  return config
