@@ -29,11 +29,10 @@ def random_flip(key, x):
   return jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
 
 
-def random_rotation(key, x, degrees: float = 15.0):
-  """RandomRotation(degrees): angle ~ U(-degrees, degrees), counter-clockwise
-  about the image centre, nearest neighbour, zero fill (as PIL's rotate)."""
-  n, h, w, _ = x.shape
-  theta = jnp.deg2rad(jax.random.uniform(key, (n,), minval=-degrees, maxval=degrees))
+def rotate(x, theta):
+  """Rotate each image by theta[i] radians counter-clockwise about its
+  centre: nearest neighbour, zero fill (PIL's Image.rotate)."""
+  _, h, w, _ = x.shape
   ys, xs = jnp.meshgrid(jnp.arange(h) + 0.5 - h / 2, jnp.arange(w) + 0.5 - w / 2,
                         indexing='ij')
 
@@ -43,8 +42,14 @@ def random_rotation(key, x, degrees: float = 15.0):
     src_y = jnp.floor(sin * xs + cos * ys + h / 2).astype(jnp.int32)
     inside = (src_x >= 0) & (src_x < w) & (src_y >= 0) & (src_y < h)
     pixels = img[jnp.clip(src_y, 0, h - 1), jnp.clip(src_x, 0, w - 1)]
-    return jnp.where(inside[..., None], pixels, 0.0)
+    return jnp.where(inside[..., None], pixels, jnp.zeros((), x.dtype))
   return jax.vmap(one)(x, theta)
+
+
+def random_rotation(key, x, degrees: float = 15.0):
+  """RandomRotation(degrees): angle ~ U(-degrees, degrees)."""
+  angle = jax.random.uniform(key, (x.shape[0],), minval=-degrees, maxval=degrees)
+  return rotate(x, jnp.deg2rad(angle))
 
 
 def _crop_box(key, h, w, scale, ratio, attempts=10):
@@ -67,25 +72,31 @@ def _crop_box(key, h, w, scale, ratio, attempts=10):
   return top, left, ch, cw
 
 
+def resize_box(img, top, left, box_h, box_w):
+  """Crop the box and resize it to the image's size, bilinear with
+  half-pixel centres and edges clamped to the box, rounded to whole pixels
+  (PIL's crop + resize(BILINEAR) for upsampling, which is all a box inside
+  the image needs)."""
+  h, w, _ = img.shape
+  sy = jnp.clip((jnp.arange(h) + 0.5) * box_h / h - 0.5, 0, box_h - 1) + top
+  sx = jnp.clip((jnp.arange(w) + 0.5) * box_w / w - 0.5, 0, box_w - 1) + left
+  y0, x0 = jnp.floor(sy), jnp.floor(sx)
+  wy, wx = (sy - y0)[:, None, None], (sx - x0)[None, :, None]
+  y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
+  y1, x1 = jnp.minimum(y0 + 1, h - 1), jnp.minimum(x0 + 1, w - 1)
+  rows0, rows1 = img[y0], img[y1]
+  upper = rows0[:, x0] * (1 - wx) + rows0[:, x1] * wx
+  lower = rows1[:, x0] * (1 - wx) + rows1[:, x1] * wx
+  return jnp.round(upper * (1 - wy) + lower * wy)
+
+
 def random_resized_crop(key, x, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-  """RandomResizedCrop to the input size: a random box resized bilinearly
-  (half-pixel centres, edges clamped to the box), rounded to whole pixels
-  as PIL's uint8 output."""
-  n, h, w, _ = x.shape
+  """RandomResizedCrop to the input size (torchvision defaults)."""
+  _, h, w, _ = x.shape
 
   def one(k, img):
-    top, left, ch, cw = _crop_box(k, h, w, scale, ratio)
-    sy = jnp.clip((jnp.arange(h) + 0.5) * ch / h - 0.5, 0, ch - 1) + top
-    sx = jnp.clip((jnp.arange(w) + 0.5) * cw / w - 0.5, 0, cw - 1) + left
-    y0, x0 = jnp.floor(sy), jnp.floor(sx)
-    wy, wx = (sy - y0)[:, None, None], (sx - x0)[None, :, None]
-    y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
-    y1, x1 = jnp.minimum(y0 + 1, h - 1), jnp.minimum(x0 + 1, w - 1)
-    rows0, rows1 = img[y0], img[y1]
-    top_row = rows0[:, x0] * (1 - wx) + rows0[:, x1] * wx
-    bottom_row = rows1[:, x0] * (1 - wx) + rows1[:, x1] * wx
-    return jnp.round(top_row * (1 - wy) + bottom_row * wy)
-  return jax.vmap(one)(jax.random.split(key, n), x)
+    return resize_box(img, *_crop_box(k, h, w, scale, ratio))
+  return jax.vmap(one)(jax.random.split(key, x.shape[0]), x)
 
 
 OPS = {'crop': random_crop, 'flip': random_flip, 'rotate': random_rotation,

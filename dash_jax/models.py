@@ -7,7 +7,7 @@ statistics exactly as PyTorch's smaller last batch would.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -70,33 +70,37 @@ def _bn_mask(mask, x):
 # torchvision's kaiming_normal_(mode='fan_out', nonlinearity='relu'): plain
 # (not truncated) normal with variance 2 / (out_channels * kh * kw).
 kaiming_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
-# PyTorch's Conv2d / Linear default (kaiming_uniform_ with a=sqrt(5)).
-torch_default_kernel = torch_linear_kernel
+# PyTorch's Conv2d default (kaiming_uniform_ with a=sqrt(5)), as its Linear.
+torch_conv_kernel = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
+# torchvision VGG's Linear init.
+vgg_linear_kernel = nn.initializers.normal(0.01)
 
 
-def conv(features, kernel, stride=1, padding=0, bias=False, init=kaiming_fan_out,
-         name=None):
-  """nn.Conv2d with PyTorch's symmetric padding; kernel is (kh, kw, in, out)."""
+def conv(features, kernel, stride=1, padding=0, bias=False, init=None, name=None):
+  """nn.Conv2d with PyTorch's symmetric padding; kernel is (kh, kw, in, out).
+  Default init: Kaiming normal fan_out; bias (if any) zero."""
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((padding, padding), (padding, padding)), use_bias=bias,
-                 kernel_init=init, bias_init=nn.initializers.zeros, name=name)
+                 kernel_init=init or kaiming_fan_out,
+                 bias_init=nn.initializers.zeros, name=name)
 
 
 class BasicBlock(nn.Module):
   """Two 3x3 convs with BatchNorm, identity or 1x1-conv+BN shortcut."""
   features: int
   stride: int = 1
-  init: Callable = kaiming_fan_out
+  kernel_init: Optional[Callable] = None  # convs; None = Kaiming fan_out
 
   @nn.compact
   def __call__(self, x, train: bool, mask=None):
     bn_mask = lambda h: _bn_mask(mask, h)
-    y = conv(self.features, 3, self.stride, 1, init=self.init, name='conv1')(x)
+    y = conv(self.features, 3, self.stride, 1, init=self.kernel_init, name='conv1')(x)
     y = nn.relu(batch_norm(train, 'bn1')(y, mask=bn_mask(y)))
-    y = conv(self.features, 3, 1, 1, init=self.init, name='conv2')(y)
+    y = conv(self.features, 3, 1, 1, init=self.kernel_init, name='conv2')(y)
     y = batch_norm(train, 'bn2')(y, mask=bn_mask(y))
     if self.stride != 1 or x.shape[-1] != self.features:
-      x = conv(self.features, 1, self.stride, init=self.init, name='down_conv')(x)
+      x = conv(self.features, 1, self.stride, init=self.kernel_init,
+               name='down_conv')(x)
       x = batch_norm(train, 'down_bn')(x, mask=bn_mask(x))
     return nn.relu(y + x)
 
@@ -113,7 +117,7 @@ class ResNet18(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
-    init = torch_default_kernel if self.sota else kaiming_fan_out
+    init = torch_conv_kernel if self.sota else kaiming_fan_out
     x = conv(64, 3, 1, 1, init=init, name='conv1')(x)
     x = nn.relu(batch_norm(train, 'bn1')(x, mask=_bn_mask(mask, x)))
     if not self.sota:
@@ -151,7 +155,7 @@ class VGGClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    dense = lambda n, name: nn.Dense(n, kernel_init=nn.initializers.normal(0.01),
+    dense = lambda n, name: nn.Dense(n, kernel_init=vgg_linear_kernel,
                                      bias_init=nn.initializers.zeros, name=name)
     for i in (1, 2):
       x = nn.Dropout(0.5, deterministic=not train)(nn.relu(dense(4096, f'fc{i}')(x)))

@@ -1,0 +1,138 @@
+"""The paper's datasets through tfds: every loader under mock data, the
+Tiny-ImageNet builder on a tiny folder in the official layout, and the one
+message a missing dataset gives. Nothing is downloaded."""
+import dataclasses
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs.default import get_config
+from dash_jax import data
+from dash_jax.data import images, tiny_imagenet
+from dash_jax.errors import UserError
+
+EXPECTED = {  # name: (image shape, classes)
+    'cifar10': ((32, 32, 3), 10),
+    'cifar100': ((32, 32, 3), 100),
+    'svhn': ((32, 32, 3), 10),
+    'svhn_cropped': ((32, 32, 3), 10),
+    'fashion_mnist': ((28, 28, 1), 10),
+    'tiny_imagenet': ((64, 64, 3), 200),
+}
+
+
+def _config(dataset, data_dir, **overrides):
+  config = get_config()
+  config.dataset, config.data_dir = dataset, str(data_dir)
+  for k, v in overrides.items():
+    config[k] = v
+  return config
+
+
+def test_every_loader_under_mock_data(mock_tfds, tmp_path):
+  with mock_tfds(num_examples=40):
+    loaded = {name: data.load(_config(name, tmp_path)) for name in EXPECTED}
+    subset = dataclasses.replace(images.IMAGE_SETS['svhn'], train_size=25)(
+        _config('svhn', tmp_path))
+  for name, (shape, classes) in EXPECTED.items():
+    ds = loaded[name]
+    assert ds.train_x.shape == (40,) + shape and ds.train_x.dtype == np.uint8
+    assert ds.test_x.shape == (40,) + shape and ds.test_y.dtype == np.int32
+    assert ds.num_classes == classes and ds.input_shape == shape
+    assert ds.train_y.min() >= 0 and ds.train_y.max() < classes
+    assert ds.mean.shape == ds.std.shape == (shape[-1],)
+  assert loaded['svhn_cropped'].name == 'svhn'
+  np.testing.assert_allclose(loaded['cifar10'].mean / 255, [0.4914, 0.4822, 0.4465])
+  np.testing.assert_allclose(loaded['cifar10'].std / 255, [0.2023, 0.1994, 0.2010])
+  np.testing.assert_allclose(loaded['tiny_imagenet'].mean / 255, [0.485, 0.456, 0.406])
+  for name in ('cifar100', 'fashion_mnist', 'svhn'):  # from the training split
+    x = loaded[name].train_x.reshape(-1, loaded[name].train_x.shape[-1])
+    np.testing.assert_allclose(loaded[name].mean, x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(loaded[name].std, x.std(0), rtol=1e-5)
+  # SVHN keeps a fixed random subset of the training split; stats of all of it.
+  full = loaded['svhn']
+  assert subset.train_x.shape[0] == 25
+  rows = [np.flatnonzero((full.train_x == x).all(axis=(1, 2, 3)))[0] for x in subset.train_x]
+  assert len(set(rows)) == 25 and rows != list(range(25))
+  np.testing.assert_array_equal(subset.train_y, full.train_y[rows])
+  np.testing.assert_allclose(subset.mean, full.mean)
+
+
+def test_missing_dataset_is_one_clear_error(tmp_path):
+  with pytest.raises(UserError) as e:
+    data.load(_config('cifar100', tmp_path))
+  msg = str(e.value)
+  assert "'cifar100'" in msg and str(tmp_path) in msg and '\n' not in msg
+  assert f'tfds build cifar100 --data_dir {tmp_path}' in msg
+  assert '--config.download=True' in msg
+  manual = tmp_path / 'manual'
+  with pytest.raises(UserError) as e:
+    data.load(_config('tiny_imagenet', tmp_path, manual_dir=str(manual)))
+  msg = str(e.value)
+  assert "'tiny_imagenet'" in msg and str(manual) in msg
+  assert tiny_imagenet.URL in msg and '--config.manual_dir' in msg
+  assert not (tmp_path / 'downloads').exists()  # nothing fetched
+
+
+WNIDS = ['n02', 'n01', 'n03']  # unsorted on purpose: labels follow sorted ids
+
+
+def _write_tiny_imagenet(root):
+  """The official layout, 2 training images per class, 4 validation images.
+  Each image is one flat grey level that encodes its class (JPEG-safe)."""
+  level = lambda wnid: 40 + 60 * sorted(WNIDS).index(wnid)
+  base = root / 'tiny-imagenet-200'
+  (base / 'val' / 'images').mkdir(parents=True)
+  (base / 'wnids.txt').write_text('\n'.join(WNIDS) + '\n')
+  (base / 'words.txt').write_text(''.join(f'{w}\tthing {w}\n' for w in WNIDS))
+  for wnid in WNIDS:
+    folder = base / 'train' / wnid / 'images'
+    folder.mkdir(parents=True)
+    for i in range(2):
+      mode = 'L' if i == 1 else 'RGB'  # the official set has greyscale JPEGs
+      Image.new(mode, (64, 64), (level(wnid),) * len(mode)).save(
+          folder / f'{wnid}_{i}.JPEG')
+    (base / 'train' / wnid / f'{wnid}_boxes.txt').write_text('')
+  val = ['n03', 'n01', 'n01', 'n02']
+  lines = []
+  for i, wnid in enumerate(val):
+    Image.new('RGB', (64, 64), (level(wnid),) * 3).save(
+        base / 'val' / 'images' / f'val_{i}.JPEG')
+    lines.append(f'val_{i}.JPEG\t{wnid}\t0\t0\t63\t63\n')
+  (base / 'val' / 'val_annotations.txt').write_text(''.join(lines))
+  return base, [sorted(WNIDS).index(w) for w in val]
+
+
+def _check(ds, val_labels):
+  assert ds.num_classes == 200 and ds.name == 'tiny_imagenet'
+  assert ds.train_x.shape == (6, 64, 64, 3) and ds.test_x.shape == (4, 64, 64, 3)
+  assert sorted(ds.train_y.tolist()) == [0, 0, 1, 1, 2, 2]
+  assert sorted(ds.test_y.tolist()) == sorted(val_labels)
+  for x, y in zip(np.concatenate([ds.train_x, ds.test_x]),
+                  np.concatenate([ds.train_y, ds.test_y])):
+    assert abs(float(x.mean()) - (40 + 60 * y)) < 3  # image and label agree
+    assert np.array_equal(x[..., 0], x[..., 2])  # greyscale became RGB
+
+
+def test_tiny_imagenet_builds_from_folder_and_from_zip(tmp_path):
+  base, val_labels = _write_tiny_imagenet(tmp_path / 'unpacked')
+  ds = data.load(_config('tiny_imagenet', tmp_path / 'tfds_a',
+                         manual_dir=str(tmp_path / 'unpacked')))
+  _check(ds, val_labels)
+  zipped = tmp_path / 'zipped'
+  zipped.mkdir()
+  with zipfile.ZipFile(zipped / tiny_imagenet.ARCHIVE, 'w') as z:
+    for path in sorted(base.rglob('*')):
+      z.write(path, path.relative_to(base.parent))
+  ds_zip = data.load(_config('tiny_imagenet', tmp_path / 'tfds_b',
+                             manual_dir=str(zipped)))
+  _check(ds_zip, val_labels)
+  order = lambda d: np.lexsort((d.train_x.reshape(6, -1).sum(1), d.train_y))
+  np.testing.assert_array_equal(ds.train_x[order(ds)], ds_zip.train_x[order(ds_zip)])
+  # Prepared once: the next load reads the tfds files, not the manual dir.
+  os.rename(zipped / tiny_imagenet.ARCHIVE, zipped / 'moved.zip')
+  again = data.load(_config('tiny_imagenet', tmp_path / 'tfds_b', manual_dir=str(zipped)))
+  np.testing.assert_array_equal(np.sort(again.test_y), np.sort(ds_zip.test_y))
