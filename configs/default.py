@@ -60,4 +60,9 @@ def get_config():
 
   # Execution.
   config.epoch_mode = 'auto'  # 'auto', 'loop' (jitted step) or 'scan'
+
+  # What a run shows (never changes its numbers).
+  config.progress = True  # tqdm bars over experiments and epochs (terminal only)
+  config.tensorboard = True  # scalars in each run folder: tensorboard --logdir WORKDIR
+  config.diagnostics = False  # the original's extra metrics (dash_jax/diagnostics.py)
   return config

@@ -17,7 +17,7 @@ import numpy as np
 
 from dash_jax import config as config_lib
 from dash_jax import data as data_lib
-from dash_jax import interventions, models, optim, summary, train
+from dash_jax import interventions, models, monitor, optim, report, summary, train
 from dash_jax.errors import UserError
 
 
@@ -92,6 +92,8 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   key, init_key = jax.random.split(key)
   state = fresh_state(init_key)
   init_params = state.init_params
+  observer = monitor.RunObserver(config, spec.name, run_dir, data=data,
+                                 buffer_idx=buffer_idx, chunk_size=chunk_size, log=log)
   experiments = []
   for j in range(1, config.num_chunks + 1):
     start = time.perf_counter()
@@ -107,10 +109,12 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
     if j >= 2 and training_type.before is not None:
       key, k = jax.random.split(key)
       state = training_type.before(state, context(k))
+    observer.experiment_start(j, state)
     state, key, stats = train.train_until_converged(
         state, key, data, buffer_idx, n, step_cfg=step_cfg,
         batch_size=config.batch_size, max_epoch=config.max_epoch,
-        converge_acc=config.converge_acc, mode=mode, experiment=j)
+        converge_acc=config.converge_acc, mode=mode, experiment=j,
+        on_epoch=observer.on_epoch)
     test_acc, test_loss = np.asarray(train.evaluate(
         state, test_x, test_y, data['mean'], data['std'],
         batch_size=config.test_batch_size)).tolist()
@@ -118,16 +122,14 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
               'test_loss': test_loss, 'train_acc': stats.train_acc,
               'train_loss': stats.train_loss, 'steps': stats.steps,
               'epochs': stats.epochs, 'wall_s': time.perf_counter() - start}
+    observer.experiment_end(record, state, stats)  # line, TensorBoard, diagnostics
     experiments.append(record)
-    log(f'  [{spec.name}] exp {j:3d}/{config.num_chunks}  n={n:6d}  '
-        f'epochs={stats.epochs:4d}  steps={stats.steps:6d}  '
-        f'train_acc={stats.last_epoch_acc:.3f}  test_acc={test_acc:.4f}  '
-        f'{record["wall_s"]:.1f}s')
     if training_type.after is not None:
       key, k = jax.random.split(key)
       state = training_type.after(state, context(k))
       if init_params is not None:  # the l2_init anchor is the first init
         state = state.replace(init_params=init_params)
+  observer.close()
 
   results = {'config': config.to_dict(), 'experiments': experiments,
              'summary': summarise(experiments)}
@@ -168,4 +170,6 @@ def run(config, workdir: str, log=print) -> dict:
     all_results[spec.name] = run_one(config, ds, spec, os.path.join(workdir, spec.name), log)
   table = summary.write(workdir, list(all_results.values()))
   log(table)
+  rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
+  log('report: ' + ', '.join(rep.paths.values()))
   return all_results

@@ -198,7 +198,8 @@ def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
                           batch_size, max_epoch, converge_acc, mode='scan',
                           experiment=0, on_epoch=None):
   """Epochs of shuffled batches until the epoch's running train accuracy
-  reaches `converge_acc` or `max_epoch` epochs ran. One host sync per epoch.
+  reaches `converge_acc` or `max_epoch` epochs ran. One host sync per epoch;
+  `on_epoch(epochs_done, acc, loss, state)` runs after each (progress, logs).
   """
   num_batches = math.ceil(n / batch_size)
   acc_sum = loss_sum = 0.0
@@ -223,7 +224,7 @@ def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
     acc_sum += acc
     loss_sum += loss
     if on_epoch is not None:
-      on_epoch(epochs, acc, loss)
+      on_epoch(epochs, acc, loss, state)
     if acc >= converge_acc or epochs >= max_epoch:
       break
   return state, key, TrainStats(acc_sum / epochs, loss_sum / epochs, acc,
