@@ -6,7 +6,7 @@ interventions run around it. A launch runs every listed combination.
 """
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import os
 import time
@@ -43,8 +43,27 @@ def normalisation(config, ds: data_lib.Dataset):
   return ds.mean, ds.std
 
 
+@functools.lru_cache(maxsize=None)
+def _optimizer(learning_rate, momentum, weight_decay):
+  return optim.sgd(learning_rate, momentum, weight_decay)
+
+
 def make_optimizer(config):
-  return optim.sgd(config.learning_rate, config.momentum, config.weight_decay)
+  """One optax object per setting: jit keys its cache on it, so runs of a
+  launch share compiled steps instead of recompiling each run."""
+  return _optimizer(config.learning_rate, config.momentum, config.weight_decay)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(name, config_json, num_classes):
+  import ml_collections
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  return models.get(name).build(config, num_classes)
+
+
+def make_model(config, num_classes):
+  """One module object per setting (see make_optimizer)."""
+  return _model(config.model, config.to_json(), num_classes)
 
 
 def chunk_buffer(num_train, num_chunks, seed):
@@ -67,7 +86,7 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
     config.seed = spec.seed
   training_type = interventions.TRAINING_TYPES[spec.train_type]
   model_spec = models.get(config.model)
-  model = model_spec.build(config, ds.num_classes)
+  model = make_model(config, ds.num_classes)
   tx = make_optimizer(config)
   step_cfg = train.StepConfig(
       regularizer=interventions.regularizer(config, spec.train_type),
@@ -91,7 +110,6 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   key = jax.random.PRNGKey(spec.seed)
   key, init_key = jax.random.split(key)
   state = fresh_state(init_key)
-  init_params = state.init_params
   experiments = []
   for j in range(1, config.num_chunks + 1):
     start = time.perf_counter()
@@ -126,8 +144,6 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
     if training_type.after is not None:
       key, k = jax.random.split(key)
       state = training_type.after(state, context(k))
-      if init_params is not None:  # the l2_init anchor is the first init
-        state = state.replace(init_params=init_params)
 
   results = {'config': config.to_dict(), 'experiments': experiments,
              'summary': summarise(experiments)}

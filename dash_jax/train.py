@@ -231,11 +231,19 @@ def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
 
 
 def create_state(model, tx, key, input_shape, keep_init: bool) -> TrainState:
-  """Fresh params, BatchNorm statistics and optimizer state."""
-  variables = model.init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32),
-                         train=False)
-  params = flax.core.unfreeze(variables['params'])
-  batch_stats = flax.core.unfreeze(variables.get('batch_stats', {}))
-  return TrainState.create(
-      apply_fn=model.apply, params=params, tx=tx, batch_stats=batch_stats,
-      init_params=jax.tree.map(jnp.copy, params) if keep_init else None)
+  """Fresh params, BatchNorm statistics and optimizer state (compiled once)."""
+  return _state_initializer(model, tx, tuple(input_shape), keep_init)(key)
+
+
+@functools.lru_cache(maxsize=None)
+def _state_initializer(model, tx, input_shape, keep_init):
+  @jax.jit
+  def init(key):
+    variables = model.init(key, jnp.zeros((1,) + input_shape, jnp.float32),
+                           train=False)
+    params = flax.core.unfreeze(variables['params'])
+    return TrainState.create(
+        apply_fn=model.apply, params=params, tx=tx,
+        batch_stats=flax.core.unfreeze(variables.get('batch_stats', {})),
+        init_params=params if keep_init else None)
+  return init
