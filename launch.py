@@ -2,9 +2,12 @@
 
 Override any field: --config.train_type=dash --config.seeds=0
 """
+import os
 import sys
 
-from absl import app, flags
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow loads
+
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
@@ -14,6 +17,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # tfds reports every file it opens
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')  # TF only reads data; JAX owns the GPU
   import dash_jax
