@@ -73,3 +73,20 @@ def test_learning_rate_is_settable_in_state():
   state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, 0.0))
   got = _steps(state, train.StepConfig(regularizer=quadratic), 1)
   np.testing.assert_array_equal(got, W0)
+
+
+def test_sam_second_pass_batchnorm_switch():
+  from dash_jax import models
+  model = models.MLP(num_classes=3, width=8)
+  state = train.create_state(model, optim.sgd(0.1), jax.random.PRNGKey(0), (4,), False)
+  x = jax.random.normal(jax.random.PRNGKey(1), (16, 4))
+  y, mask = jnp.arange(16) % 3, jnp.ones(16)
+  sgd, _ = train.train_step(state, x, y, mask, train.StepConfig())
+  one, _ = train.train_step(state, x, y, mask, train.StepConfig(sam_rho=0.5, sam_bn_second_pass=False))
+  two, _ = train.train_step(state, x, y, mask, train.StepConfig(sam_rho=0.5, sam_bn_second_pass=True))
+  # without the switch, BN statistics move once (first pass), as in plain SGD
+  for a, b in zip(jax.tree.leaves(one.batch_stats), jax.tree.leaves(sgd.batch_stats)):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  # with it (the original code), the perturbed pass moves them a second time
+  assert not np.allclose(two.batch_stats['bn1']['mean'], one.batch_stats['bn1']['mean'])
+  assert not np.allclose(two.params['fc1']['kernel'], sgd.params['fc1']['kernel'])
