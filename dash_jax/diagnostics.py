@@ -20,7 +20,9 @@ running statistics, so measuring changed training); a gradient is that of the
 mean loss over the set (the original summed per-batch mean gradients, so its
 value grew with the number of batches); prev_acc is over examples, not a mean
 of batch accuracies. Measuring never changes training: the numbers of a run
-are the same with diagnostics on or off.
+are the same with diagnostics on or off. A run resumed from a checkpoint
+lacks the values that need what it did before the restart (epoch 0 of an
+interrupted experiment, the previous experiment's weights).
 """
 from __future__ import annotations
 
@@ -127,11 +129,12 @@ class Diagnostics:
     return float(buffer_accuracy(state, self.data, self.buffer_idx, start, stop,
                                  batch_size=self.batch_size))
 
-  def start(self, experiment, state):
-    """Epoch 0 of experiment j: after the 'before' intervention."""
+  def start(self, experiment, state, resumed=False):
+    """Epoch 0 of experiment j: after the 'before' intervention. A run
+    resumed mid-experiment has missed epoch 0: those values are left out."""
     self.experiment, self.record = experiment, {}
-    self.start_params = _copy(state.params)
-    if experiment < 2:
+    self.start_params = None if resumed else _copy(state.params)
+    if experiment < 2 or resumed:
       return
     cs = self.chunk_size
     prev, new = (experiment - 1) * cs, experiment * cs
@@ -142,7 +145,7 @@ class Diagnostics:
 
   def epoch(self, epoch, state):
     """After `epoch` epochs of this experiment."""
-    if self.experiment >= 2 and epoch <= PREV_ACC_EPOCHS:
+    if 'prev_acc' in self.record and epoch <= PREV_ACC_EPOCHS:
       self.record['prev_acc'].append(
           self._acc(state, 0, (self.experiment - 1) * self.chunk_size))
 
@@ -150,7 +153,8 @@ class Diagnostics:
     """After training, before the 'after' intervention; the record of j."""
     rec = self.record
     rec.update({k: float(v) for k, v in param_norms(state.params).items()})
-    rec['dist_from_start'] = float(relative_distance(state.params, self.start_params))
+    if self.start_params is not None:
+      rec['dist_from_start'] = float(relative_distance(state.params, self.start_params))
     if self.prev_params is not None:
       rec['dist_from_prev'] = float(relative_distance(state.params, self.prev_params))
     self.prev_params, self.start_params = _copy(state.params), None

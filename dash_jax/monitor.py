@@ -51,7 +51,7 @@ class RunObserver:
                              desc=name, unit='exp', leave=False, disable=disable)
     self.epoch_bar = tqdm.tqdm(total=config.max_epoch, desc='  epochs', unit='ep',
                                leave=False, disable=disable)
-    self.global_epoch = sum(e['epochs'] for e in completed)
+    self.epochs_before = sum(e['epochs'] for e in completed)  # TensorBoard step base
     self.writer = ScalarWriter(run_dir) if config.get('tensorboard', True) else None
     self.diagnostics = None
     if config.get('diagnostics', False):
@@ -64,23 +64,24 @@ class RunObserver:
           else contextlib.nullcontext()):
       self._log(line)
 
-  def experiment_start(self, experiment, state):
-    """Right before training experiment j (after the 'before' intervention)."""
+  def experiment_start(self, experiment, state, resumed_epochs=0):
+    """Right before training experiment j (after the 'before' intervention;
+    `resumed_epochs` > 0 when it resumes from a checkpoint mid-experiment)."""
     self.epoch_bar.reset(total=self.config.max_epoch)
+    self.epoch_bar.update(resumed_epochs)
     self.epoch_bar.set_postfix_str('', refresh=False)
     self.epoch_bar.set_description(f'  exp {experiment} epochs')
     if self.diagnostics is not None:
-      self.diagnostics.start(experiment, state)
+      self.diagnostics.start(experiment, state, resumed=resumed_epochs > 0)
 
   def on_epoch(self, epoch, acc, loss, state=None):
     """train_until_converged's per-epoch callback (values already on host)."""
-    self.global_epoch += 1
     self.epoch_bar.update(1)
     if not self.epoch_bar.disable:
       self.epoch_bar.set_postfix(acc=f'{acc:.3f}', loss=f'{loss:.3f}', refresh=False)
     if self.writer is not None:
-      self.writer.scalar('epoch/train_acc', acc, self.global_epoch)
-      self.writer.scalar('epoch/train_loss', loss, self.global_epoch)
+      self.writer.scalar('epoch/train_acc', acc, self.epochs_before + epoch)
+      self.writer.scalar('epoch/train_loss', loss, self.epochs_before + epoch)
     if self.diagnostics is not None and state is not None:
       self.diagnostics.epoch(epoch, state)
 
@@ -88,6 +89,7 @@ class RunObserver:
     """After evaluation, before the 'after' intervention; adds the
     diagnostics to `record`, logs the experiment's line and scalars."""
     j = record['experiment']
+    self.epochs_before += record['epochs']
     if self.diagnostics is not None:
       record['diagnostics'] = self.diagnostics.end(state)
     self.log(f'  [{self.name}] exp {j:3d}/{self.num_chunks}  n={record["num_train"]:6d}  '

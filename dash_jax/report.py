@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from dash_jax import config as config_lib
 from dash_jax.errors import UserError
 
 # Paper order and names; unknown training types follow, alphabetically.
@@ -31,8 +32,7 @@ OPTIMIZER_ORDER = ('sgd', 'sam')
 COLORS = {'cold': 'C0', 'warm': 'C1', 'warm_rm': 'C4', 'reset': 'C5',
           'l2_init': 'C8', 'sp': 'C2', 'dash': 'C3'}
 # Config fields that may differ between the seeds of one row.
-_SAME_ROW_IGNORED = {'seed', 'seeds', 'data_dir', 'manual_dir', 'epoch_mode',
-                     'progress', 'tensorboard', 'diagnostics'}
+_SAME_ROW_IGNORED = config_lib.EXECUTION_FIELDS | {'seed', 'seeds'}
 
 
 @dataclasses.dataclass(frozen=True)
