@@ -1,11 +1,16 @@
 """Launch a config: python launch.py --config configs/default.py --workdir DIR.
 
-Override any field: --config.train_type=dash --config.seeds=0
+Override any field: --config.train_type=dash --config.seeds=0. Re-running the
+same command resumes unfinished runs and skips finished ones.
 """
-import sys
+import os
 
-from absl import app, flags
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow loads
+
+from absl import app, flags, logging
 from ml_collections import config_flags
+
+from dash_jax import cli
 
 config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where runs, checkpoints and tables go.')
@@ -14,16 +19,12 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # tfds reports every file it opens
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')  # TF only reads data; JAX owns the GPU
   import dash_jax
-  from dash_jax.errors import UserError
-  try:
-    dash_jax.run(flags.FLAGS.config, flags.FLAGS.workdir)
-  except (UserError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  cli.run_or_fail(dash_jax.run, flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

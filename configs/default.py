@@ -69,4 +69,12 @@ def get_config():
 
   # Execution.
   config.epoch_mode = 'auto'  # 'auto', 'loop' (jitted step) or 'scan'
+  config.checkpoint_every_epochs = 25  # also after every experiment; 0 = only then
+  config.keep_checkpoints = 3
+  config.allow_config_change = False  # redo runs made with another config
+
+  # What a run shows (never changes its numbers).
+  config.progress = True  # tqdm bars over experiments and epochs (terminal only)
+  config.tensorboard = True  # scalars in each run folder: tensorboard --logdir WORKDIR
+  config.diagnostics = False  # the original's extra metrics (dash_jax/diagnostics.py)
   return config

@@ -14,6 +14,26 @@ DASH_PER = ('kernel', 'neuron')
 L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
 
 
+# Fields that change how a run executes, never its numbers: a workdir's runs
+# may be resumed with other values of these.
+EXECUTION_FIELDS = frozenset({
+    'data_dir', 'manual_dir', 'download', 'epoch_mode', 'checkpoint_every_epochs',
+    'keep_checkpoints', 'allow_config_change', 'progress', 'tensorboard',
+    'diagnostics'})
+
+
+def differing_fields(saved: dict, current: dict) -> list[str]:
+  """'field: old -> new' for each result-affecting field that differs."""
+  out = []
+  for field in sorted(set(saved) | set(current)):
+    if field in EXECUTION_FIELDS:
+      continue
+    old, new = saved.get(field, '(absent)'), current.get(field, '(absent)')
+    if old != new:
+      out.append(f'{field}: {old!r} -> {new!r}')
+  return out
+
+
 def parse_list(value, cast=str, field='value') -> list:
   """'a,b' / 'a' / 3 / [a, b] -> list, as config flags hand them over."""
   if isinstance(value, (list, tuple)):
@@ -98,6 +118,8 @@ def validate(config) -> None:
   for field in ('learning_rate', 'batch_size', 'test_batch_size', 'max_epoch',
                 'num_chunks', 'width', 'depth'):
     _positive(config, field)
-  for field in ('weight_decay', 'rho', 'sp_sigma', 'l2_init_lambda', 'num_train'):
+  _positive(config, 'keep_checkpoints')
+  for field in ('weight_decay', 'rho', 'sp_sigma', 'l2_init_lambda', 'num_train',
+                'checkpoint_every_epochs'):
     if config[field] < 0:
       raise UserError(f'config.{field}={config[field]} must be >= 0')

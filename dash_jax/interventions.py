@@ -86,6 +86,13 @@ def _is_weight(path) -> bool:
   return getattr(path[-1], 'key', None) in ('kernel', 'scale')
 
 
+def _safe_norm(x):
+  """||x||_2 with gradient 0 at x = 0 (as torch), not NaN (as sqrt)."""
+  sq = jnp.sum(jnp.square(x))
+  positive = sq > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class L2Init:
   """Pull toward the initial weights; hashable so it can be compiled in.
@@ -100,8 +107,7 @@ class L2Init:
   def __call__(self, params, init):
     pairs = zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(init))
     if self.form == 'sum_norm_sq':
-      norms = [jnp.sqrt(jnp.sum(jnp.square(p - q)))
-               for (path, p), q in pairs if _is_weight(path)]
+      norms = [_safe_norm(p - q) for (path, p), q in pairs if _is_weight(path)]
       return self.lam * jnp.square(sum(norms))
     return self.lam * sum(jnp.sum(jnp.square(p - q)) for (_, p), q in pairs)
 

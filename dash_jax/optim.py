@@ -6,8 +6,6 @@ an injected hyper-parameter so schedules (SoTA recipe) can set it per step.
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -22,13 +20,8 @@ def _sgd(learning_rate, momentum, weight_decay):
       optax.scale_by_learning_rate(learning_rate))
 
 
-@functools.lru_cache(maxsize=None)
 def sgd(learning_rate: float, momentum: float = 0.9, weight_decay: float = 0.0):
-  """PyTorch-style SGD whose learning rate lives in the optimizer state.
-
-  Cached: the transformation is part of the jit cache key (TrainState.tx),
-  so equal settings must give the same object to share compiled steps.
-  """
+  """PyTorch-style SGD whose learning rate lives in the optimizer state."""
   return optax.inject_hyperparams(_sgd)(
       learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
 

@@ -7,6 +7,7 @@ interventions run around it. A launch runs every listed combination.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -17,8 +18,12 @@ import numpy as np
 
 from dash_jax import config as config_lib
 from dash_jax import data as data_lib
-from dash_jax import interventions, models, optim, sota, summary, train
+from dash_jax import (checkpoint, interventions, models, monitor, optim, report,
+                      sota, summary, train)
 from dash_jax.errors import UserError
+
+RESULTS = 'results.json'  # written once, when a run has finished
+RUN_CONFIG = 'config.json'  # written when a run starts: guards its workdir
 
 
 def resolve_epoch_mode(config) -> str:
@@ -44,8 +49,27 @@ def normalisation(config, ds: data_lib.Dataset):
   return ds.mean, ds.std
 
 
+@functools.lru_cache(maxsize=None)
+def _optimizer(learning_rate, momentum, weight_decay):
+  return optim.sgd(learning_rate, momentum, weight_decay)
+
+
 def make_optimizer(config):
-  return optim.sgd(config.learning_rate, config.momentum, config.weight_decay)
+  """One optax object per setting: jit keys its cache on it, so runs of a
+  launch share compiled steps instead of recompiling each run."""
+  return _optimizer(config.learning_rate, config.momentum, config.weight_decay)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(name, config_json, num_classes):
+  import ml_collections
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  return models.get(name).build(config, num_classes)
+
+
+def make_model(config, num_classes):
+  """One module object per setting (see make_optimizer)."""
+  return _model(config.model, config.to_json(), num_classes)
 
 
 def chunk_buffer(num_train, num_chunks, seed):
@@ -62,14 +86,10 @@ def chunk_buffer(num_train, num_chunks, seed):
 def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str,
             log=print) -> dict:
   """One run of the protocol; writes run_dir/results.json and returns it."""
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.train_type, config.optimizer, config.seeds = spec.train_type, spec.optimizer, str(spec.seed)
-    config.seed = spec.seed
-    config.model = models.resolve_name(config)  # sota: resnet18 -> resnet18_sota
+  config = run_config(config, spec)
   training_type = interventions.TRAINING_TYPES[spec.train_type]
   model_spec = models.get(config.model)
-  model = model_spec.build(config, ds.num_classes)
+  model = make_model(config, ds.num_classes)
   tx = make_optimizer(config)
   step_cfg = train.StepConfig(
       regularizer=interventions.regularizer(config, spec.train_type),
@@ -95,47 +115,71 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   key = jax.random.PRNGKey(spec.seed)
   key, init_key = jax.random.split(key)
   state = fresh_state(init_key)
-  init_params = state.init_params
-  experiments = []
-  for j in range(1, config.num_chunks + 1):
-    start = time.perf_counter()
-    n = j * chunk_size
+  experiments, first, progress, elapsed = [], 1, None, 0.0
+  ckpts = checkpoint.RunCheckpoints(os.path.join(run_dir, 'checkpoints'),
+                                    keep=config.keep_checkpoints)
+  restored = ckpts.restore_latest(state, key, log)
+  if restored is not None:
+    state, key, meta = restored
+    experiments, first = meta['experiments'], meta['experiment']
+    if meta['progress'] is not None:  # stopped inside experiment `first`
+      progress, elapsed = train.Progress(**meta['progress']), meta['elapsed']
+    log(f'  [{spec.name}] resuming at experiment {first}'
+        + (f', epoch {progress.epochs + 1}' if progress else ''))
 
-    def context(k):
-      return interventions.Context(
-          key=k, experiment=j, config=config, fresh_state=fresh_state,
-          direction=lambda s: train.full_data_direction(
-              s, data, buffer_idx, j, config.dash_alpha, chunk_size=chunk_size),
-          head=tuple(model_spec.head))
+  def save(j, state, key, progress=None, elapsed=0.0):
+    epoch = progress.epochs if progress else 0
+    ckpts.save(j * (config.max_epoch + 1) + epoch, state, key, {
+        'experiment': j, 'experiments': experiments, 'elapsed': elapsed,
+        'progress': dataclasses.asdict(progress) if progress else None})
 
-    if j >= 2 and training_type.before is not None:
-      key, k = jax.random.split(key)
-      state = training_type.before(state, context(k))
-    state, key, stats = train.train_until_converged(
-        state, key, data, buffer_idx, n, step_cfg=step_cfg,
-        batch_size=config.batch_size, max_epoch=config.max_epoch,
-        converge_acc=config.converge_acc, mode=mode, experiment=j)
-    test_acc, test_loss = np.asarray(train.evaluate(
-        state, test_x, test_y, data['mean'], data['std'],
-        batch_size=config.test_batch_size)).tolist()
-    record = {'experiment': j, 'num_train': n, 'test_acc': test_acc,
-              'test_loss': test_loss, 'train_acc': stats.train_acc,
-              'train_loss': stats.train_loss, 'steps': stats.steps,
-              'epochs': stats.epochs, 'wall_s': time.perf_counter() - start}
-    experiments.append(record)
-    log(f'  [{spec.name}] exp {j:3d}/{config.num_chunks}  n={n:6d}  '
-        f'epochs={stats.epochs:4d}  steps={stats.steps:6d}  '
-        f'train_acc={stats.last_epoch_acc:.3f}  test_acc={test_acc:.4f}  '
-        f'{record["wall_s"]:.1f}s')
-    if training_type.after is not None:
-      key, k = jax.random.split(key)
-      state = training_type.after(state, context(k))
-      if init_params is not None:  # the l2_init anchor is the first init
-        state = state.replace(init_params=init_params)
+  observer = monitor.RunObserver(config, spec.name, run_dir, data=data,
+                                 buffer_idx=buffer_idx, chunk_size=chunk_size,
+                                 log=log, completed=experiments)
+  try:
+    for j in range(first, config.num_chunks + 1):
+      start = time.perf_counter() - elapsed
+      n = j * chunk_size
+
+      def context(k):
+        return interventions.Context(
+            key=k, experiment=j, config=config, fresh_state=fresh_state,
+            direction=lambda s: train.full_data_direction(
+                s, data, buffer_idx, j, config.dash_alpha, chunk_size=chunk_size),
+            head=tuple(model_spec.head))
+
+      if j >= 2 and training_type.before is not None and progress is None:
+        key, k = jax.random.split(key)
+        state = training_type.before(state, context(k))
+      observer.experiment_start(j, state, resumed_epochs=progress.epochs if progress else 0)
+      state, key, stats = train.train_until_converged(
+          state, key, data, buffer_idx, n, step_cfg=step_cfg,
+          batch_size=config.batch_size, max_epoch=config.max_epoch,
+          converge_acc=config.converge_acc, mode=mode, experiment=j,
+          progress=progress, checkpoint_every=config.checkpoint_every_epochs,
+          on_epoch=observer.on_epoch,
+          on_checkpoint=lambda s, k, p: save(j, s, k, p, time.perf_counter() - start))
+      progress, elapsed = None, 0.0
+      test_acc, test_loss = np.asarray(train.evaluate(
+          state, test_x, test_y, data['mean'], data['std'],
+          batch_size=config.test_batch_size)).tolist()
+      record = {'experiment': j, 'num_train': n, 'test_acc': test_acc,
+                'test_loss': test_loss, 'train_acc': stats.train_acc,
+                'train_loss': stats.train_loss, 'steps': stats.steps,
+                'epochs': stats.epochs, 'wall_s': time.perf_counter() - start}
+      observer.experiment_end(record, state, stats)  # line, TensorBoard, diagnostics
+      experiments.append(record)
+      if training_type.after is not None:
+        key, k = jax.random.split(key)
+        state = training_type.after(state, context(k))
+      save(j + 1, state, key)
+  finally:
+    ckpts.close()
+    observer.close()
 
   results = {'config': config.to_dict(), 'experiments': experiments,
              'summary': summarise(experiments)}
-  write_json(os.path.join(run_dir, 'results.json'), results)
+  write_json(os.path.join(run_dir, RESULTS), results)
   return results
 
 
@@ -156,20 +200,71 @@ def write_json(path, obj):
   os.replace(tmp, path)
 
 
+def check_workdir(config, workdir, specs, log=print):
+  """Refuse a workdir whose runs were made with another config, unless
+  config.allow_config_change: then those runs are moved aside and redone."""
+  for spec in specs:
+    run_dir = os.path.join(workdir, spec.name)
+    path = os.path.join(run_dir, RUN_CONFIG)
+    if not os.path.exists(path):
+      continue
+    with open(path) as f:
+      saved = json.load(f)
+    diff = config_lib.differing_fields(saved, run_config(config, spec).to_dict())
+    if not diff:
+      continue
+    if not config.allow_config_change:
+      raise UserError(
+          f'{run_dir} was made with a different config ({"; ".join(diff)}); '
+          f'use another --workdir, or --config.allow_config_change=True to '
+          f'redo such runs (old folders are kept as NAME.replaced-N)')
+    backup = _free_name(run_dir + '.replaced')
+    os.replace(run_dir, backup)
+    log(f'{spec.name}: config changed ({"; ".join(diff)}); old run kept in {backup}')
+
+
+def _free_name(prefix):
+  i = 1
+  while os.path.exists(f'{prefix}-{i}'):
+    i += 1
+  return f'{prefix}-{i}'
+
+
+def run_config(config, spec):
+  """The config of one run: the launch's, with its own single values."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.train_type, config.optimizer = spec.train_type, spec.optimizer
+    config.seeds, config.seed = str(spec.seed), spec.seed
+    config.model = models.resolve_name(config)  # sota: resnet18 -> resnet18_sota
+  return config
+
+
 def run(config, workdir: str, log=print) -> dict:
-  """Every run of the launch, then the summary table over seeds."""
+  """Every run of the launch (finished ones are read back, unfinished ones
+  resume from their checkpoints), then the summary table over seeds."""
   if config.get('experiment', 'incremental') == 'synthetic':
     from dash_jax import synthetic
     return synthetic.run_synthetic(config, workdir)
   config_lib.validate(config)
   specs = list(config_lib.run_specs(config))
+  check_workdir(config, workdir, specs, log)
   ds = data_lib.load(config)
   chunk_buffer(len(ds.train_y), config.num_chunks, 0)  # fail early if too many
-  os.makedirs(workdir, exist_ok=True)
   all_results = {}
   for i, spec in enumerate(specs, 1):
+    run_dir = os.path.join(workdir, spec.name)
+    results_path = os.path.join(run_dir, RESULTS)
+    if os.path.exists(results_path):
+      log(f'run {i}/{len(specs)}: {spec.name} finished earlier; reading {results_path}')
+      with open(results_path) as f:
+        all_results[spec.name] = json.load(f)
+      continue
     log(f'run {i}/{len(specs)}: {spec.name}')
-    all_results[spec.name] = run_one(config, ds, spec, os.path.join(workdir, spec.name), log)
+    write_json(os.path.join(run_dir, RUN_CONFIG), run_config(config, spec).to_dict())
+    all_results[spec.name] = run_one(config, ds, spec, run_dir, log)
   table = summary.write(workdir, list(all_results.values()))
   log(table)
+  rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
+  log('report: ' + ', '.join(rep.paths.values()))
   return all_results

@@ -221,6 +221,15 @@ def full_data_direction(state, data, buffer_idx, num_chunks_seen, alpha,
 
 
 @dataclasses.dataclass
+class Progress:
+  """Where an experiment's training stands; enough to resume it exactly."""
+  epochs: int = 0
+  acc_sum: float = 0.0
+  loss_sum: float = 0.0
+  last_acc: float = 0.0
+
+
+@dataclasses.dataclass
 class TrainStats:
   """What one 'train until converged' reports (means over epochs)."""
   train_acc: float
@@ -232,13 +241,17 @@ class TrainStats:
 
 def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
                           batch_size, max_epoch, converge_acc, mode='scan',
-                          experiment=0, on_epoch=None):
+                          experiment=0, on_epoch=None, progress=None,
+                          checkpoint_every=0, on_checkpoint=None):
   """Epochs of shuffled batches until the epoch's running train accuracy
-  reaches `converge_acc` or `max_epoch` epochs ran. One host sync per epoch.
+  reaches `converge_acc` or `max_epoch` epochs ran. One host sync per epoch;
+  `on_epoch(epochs_done, acc, loss, state)` runs after each (progress, logs).
+
+  `progress` resumes an interrupted experiment; every `checkpoint_every`
+  epochs (if not finished) `on_checkpoint(state, key, progress)` is called.
   """
   num_batches = math.ceil(n / batch_size)
-  acc_sum = loss_sum = 0.0
-  epochs = 0
+  progress = dataclasses.replace(progress) if progress else Progress()
   while True:
     key, epoch_key = jax.random.split(key)
     order = epoch_order(epoch_key, buffer_idx, n, batch_size)
@@ -246,44 +259,49 @@ def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
     if mode == 'scan':
       state, sums = scan_epoch(state, data, order, n, num_batches,
                                step_cfg=step_cfg, batch_size=batch_size,
-                               epoch=epochs, key=step_key)
+                               epoch=progress.epochs, key=step_key)
     else:
       sums = jnp.zeros((2,), jnp.float32)
       for b in range(num_batches):
         state, sums = loop_step(state, sums, data, order, b, n,
                                 step_cfg=step_cfg, batch_size=batch_size,
-                                epoch=epochs, num_batches=num_batches,
+                                epoch=progress.epochs, num_batches=num_batches,
                                 key=step_key)
     acc, loss = (np.asarray(sums) / num_batches).tolist()
-    epochs += 1
+    progress.epochs += 1
     if not math.isfinite(loss):
       raise NonFiniteLoss(
           f'non-finite training loss ({loss}) at experiment {experiment}, '
-          f'epoch {epochs}; lower --config.learning_rate')
-    acc_sum += acc
-    loss_sum += loss
+          f'epoch {progress.epochs}; lower --config.learning_rate')
+    progress.acc_sum += acc
+    progress.loss_sum += loss
+    progress.last_acc = acc
     if on_epoch is not None:
-      on_epoch(epochs, acc, loss)
-    if acc >= converge_acc or epochs >= max_epoch:
+      on_epoch(progress.epochs, acc, loss, state)
+    if acc >= converge_acc or progress.epochs >= max_epoch:
       break
-  return state, key, TrainStats(acc_sum / epochs, loss_sum / epochs, acc,
-                                epochs * num_batches, epochs)
-
-
-@functools.lru_cache(maxsize=None)
-def _model_fns(model):
-  """A jitted init and one `apply` per distinct model (modules compare by
-  value): every run of a launch and every cold restart then reuses the same
-  compiled steps, since apply_fn is part of the jit cache key."""
-  return jax.jit(functools.partial(model.init, train=False)), model.apply
+    if on_checkpoint is not None and checkpoint_every and \
+        progress.epochs % checkpoint_every == 0:
+      on_checkpoint(state, key, dataclasses.replace(progress))
+  e = progress.epochs
+  return state, key, TrainStats(progress.acc_sum / e, progress.loss_sum / e,
+                                progress.last_acc, e * num_batches, e)
 
 
 def create_state(model, tx, key, input_shape, keep_init: bool) -> TrainState:
-  """Fresh params, BatchNorm statistics and optimizer state."""
-  init, apply = _model_fns(model)
-  variables = init(key, jnp.zeros((1,) + tuple(input_shape), jnp.float32))
-  params = flax.core.unfreeze(variables['params'])
-  batch_stats = flax.core.unfreeze(variables.get('batch_stats', {}))
-  return TrainState.create(
-      apply_fn=apply, params=params, tx=tx, batch_stats=batch_stats,
-      init_params=jax.tree.map(jnp.copy, params) if keep_init else None)
+  """Fresh params, BatchNorm statistics and optimizer state (compiled once)."""
+  return _state_initializer(model, tx, tuple(input_shape), keep_init)(key)
+
+
+@functools.lru_cache(maxsize=None)
+def _state_initializer(model, tx, input_shape, keep_init):
+  @jax.jit
+  def init(key):
+    variables = model.init(key, jnp.zeros((1,) + input_shape, jnp.float32),
+                           train=False)
+    params = flax.core.unfreeze(variables['params'])
+    return TrainState.create(
+        apply_fn=model.apply, params=params, tx=tx,
+        batch_stats=flax.core.unfreeze(variables.get('batch_stats', {})),
+        init_params=params if keep_init else None)
+  return init

@@ -50,3 +50,22 @@ def test_different_seeds_differ(tiny_config, tmp_path):
   out = dash_jax.run(tiny_config, str(tmp_path))
   assert (out['warm-sgd-seed0']['experiments'][-1]['test_acc'] !=
           out['warm-sgd-seed1']['experiments'][-1]['test_acc'])
+
+
+def test_every_training_type_with_sgd_and_sam(tiny_config, tmp_path):
+  from dash_jax.interventions import TRAINING_TYPES
+  tiny_config.train_type = ','.join(TRAINING_TYPES)
+  tiny_config.optimizer = 'sgd,sam'
+  tiny_config.num_chunks = 2
+  tiny_config.max_epoch = 2
+  out = dash_jax.run(tiny_config, str(tmp_path))
+  assert len(out) == 14
+  for name, res in out.items():
+    assert name == f"{res['config']['train_type']}-{res['config']['optimizer']}-seed0"
+    assert all(np.isfinite(e['test_loss']) for e in res['experiments'])
+  # cold and warm share experiment 1, then differ
+  cold, warm = out['cold-sam-seed0']['experiments'], out['warm-sam-seed0']['experiments']
+  assert cold[0]['test_loss'] == warm[0]['test_loss']
+  assert cold[1]['test_loss'] != warm[1]['test_loss']
+  sgd = out['warm-sgd-seed0']['experiments']
+  assert sgd[0]['test_loss'] != warm[0]['test_loss']

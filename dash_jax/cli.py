@@ -1,0 +1,53 @@
+"""Command-line glue: every failure the user can fix is one line, exit 2."""
+from __future__ import annotations
+
+import re
+import sys
+
+from absl import flags
+
+from dash_jax.errors import UserError
+
+
+def fail(message: str, code: int = 2):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+  text = str(exc).strip()
+  if isinstance(exc, AttributeError):  # ml_collections repr()s its message
+    text = text.strip('\'"').replace('\\n', '\n').replace("\\'", "'")
+  lines = [l.strip() for l in text.splitlines() if l.strip()]
+  return ' '.join(lines) if lines else type(exc).__name__
+
+
+def parse_flags(argv):
+  """absl's parser, but a bad config file or override key is one line."""
+  try:
+    rest = flags.FLAGS(argv)
+    flags.FLAGS.config.get('experiment')  # a file that failed to load raises here
+    return rest
+  except flags.Error as e:
+    fail(f'{_one_line(e)} (see --helpfull)')
+  except AttributeError as e:  # misspelled --config.FIELD
+    fail(f'unknown config field: {_one_line(e)}')
+  except SyntaxError as e:
+    fail(f'config file {e.filename} line {e.lineno}: {e.msg}; fix the file')
+  except Exception as e:  # noqa: BLE001 - the config file itself failed
+    message = _one_line(e)
+    missing = re.search(r"No such file or directory: '([^']+)'", message)
+    if missing:
+      fail(f'config file {missing.group(1)} not found; pass an existing '
+           f'--config file, e.g. configs/default.py')
+    fail(f'could not load the config: {type(e).__name__}: {message}')
+
+
+def run_or_fail(fn, *args):
+  """Call fn; a UserError (or config ValueError) becomes one line, exit 2."""
+  try:
+    return fn(*args)
+  except (UserError, ValueError) as e:
+    fail(str(e))
+  except KeyboardInterrupt:
+    fail('interrupted; re-run the same command to resume', code=130)

@@ -1,0 +1,83 @@
+"""Validation: every bad input is one line naming the field and the fix."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs.default import get_config
+from dash_jax import config as config_lib
+from dash_jax.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BAD = [
+    ('dataset', 'imagenet1k', "unknown dataset 'imagenet1k'; valid:"),
+    ('model', 'resnet50', "unknown model 'resnet50'; valid:"),
+    ('train_type', 'cold,hot', "unknown train_type 'hot'; valid: cold, dash"),
+    ('optimizer', 'adam', "unknown optimizer 'adam'; valid: sam, sgd"),
+    ('dash_lambda', 0.0, 'config.dash_lambda=0.0 is outside (0.0, 1.0]'),
+    ('dash_lambda', 1.5, 'config.dash_lambda=1.5 is outside (0.0, 1.0]'),
+    ('sp_lambda', -0.1, 'config.sp_lambda=-0.1 is outside (0.0, 1.0]'),
+    ('dash_alpha', 0.0, 'config.dash_alpha=0.0 is outside (0.0, 1.0]'),
+    ('converge_acc', 1.2, 'config.converge_acc=1.2 is outside (0.0, 1.0]'),
+    ('num_chunks', 0, 'config.num_chunks=0 must be > 0'),
+    ('learning_rate', -0.1, 'config.learning_rate=-0.1 must be > 0'),
+    ('batch_size', 0, 'config.batch_size=0 must be > 0'),
+    ('max_epoch', 0, 'config.max_epoch=0 must be > 0'),
+    ('label_noise', 1.5, 'config.label_noise=1.5 is outside [0.0, 1.0]'),
+    ('seeds', '0,x', "config.seeds='0,x' is not a comma-separated list of int"),
+    ('seeds', '1,1', 'lists a value twice'),
+]
+
+
+@pytest.mark.parametrize('field,value,message', BAD)
+def test_bad_values_are_named(field, value, message):
+  config = get_config()
+  config[field] = value
+  with pytest.raises(UserError) as e:
+    config_lib.validate(config)
+  assert message in str(e.value)
+  assert '\n' not in str(e.value)
+
+
+def test_default_config_is_valid_and_lists_runs():
+  config = get_config()
+  config_lib.validate(config)
+  specs = list(config_lib.run_specs(config))
+  assert len(specs) == 12
+  assert specs[0] == config_lib.RunSpec('cold', 'sgd', 0)
+  assert specs[-1].name == 'dash-sgd-seed2'
+
+
+def test_too_many_chunks_for_the_data(tiny_config, tmp_path):
+  import dash_jax
+  tiny_config.num_chunks = 5000
+  with pytest.raises(UserError, match='num_chunks=5000 exceeds the 1258 training examples'):
+    dash_jax.run(tiny_config, str(tmp_path))
+  assert not os.listdir(tmp_path)  # nothing written before the check
+
+
+def _cli(*args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, 'launch.py', *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config', 'configs/nope.py', '--workdir', 'W'], 'config file configs/nope.py not found'),
+    (['--config', 'configs/default.py', '--workdir', 'W', '--config.learnig_rate=1'],
+     'Did you mean "learning_rate"'),
+    (['--config', 'configs/default.py', '--workdir', 'W', '--config.batch_size=abc'],
+     '--config.batch_size=abc'),
+    (['--config', 'configs/default.py', '--workdir', 'W', '--config.optimizer=adam'],
+     "unknown optimizer 'adam'"),
+])
+def test_cli_errors_are_one_line(args, message, tmp_path):
+  args = [str(tmp_path / 'w') if a == 'W' else a for a in args]
+  proc = _cli(*args)
+  assert proc.returncode == 2
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], proc.stderr
+  assert 'Traceback' not in proc.stdout + proc.stderr
+  assert not os.path.exists(tmp_path / 'w')

@@ -1,0 +1,108 @@
+"""Each training type changes exactly what it should between experiments."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from dash_jax import interventions, models, optim, shrink, train
+from dash_jax.interventions import TRAINING_TYPES, Context, L2Init
+
+MODEL = models.MLP(num_classes=3, width=8, depth=2)
+TX = optim.sgd(0.1, 0.9)
+CONFIG = ConfigDict(dict(sp_lambda=0.3, sp_sigma=0.01, dash_lambda=0.3, dash_per='kernel'))
+
+
+def fresh(key):
+  return train.create_state(MODEL, TX, key, (4, 4, 1), keep_init=False)
+
+
+@pytest.fixture(scope='module')
+def trained():
+  """A state after two steps: non-zero momentum, moved BatchNorm stats."""
+  state = fresh(jax.random.PRNGKey(0))
+  x = jax.random.normal(jax.random.PRNGKey(1), (16, 4, 4, 1))
+  y = jnp.arange(16) % 3
+  for _ in range(2):
+    state, _ = train.train_step(state, x, y, jnp.ones(16), train.StepConfig())
+  return state
+
+
+def ctx(direction=None):
+  return Context(key=jax.random.PRNGKey(7), experiment=2, config=CONFIG,
+                 fresh_state=fresh, direction=lambda s: direction, head=('head',))
+
+
+def momentum(state):
+  return state.opt_state.inner_state[1].trace
+
+
+def same(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_registry_hooks():
+  assert set(TRAINING_TYPES) == {'cold', 'warm', 'warm_rm', 'reset', 'l2_init', 'sp', 'dash'}
+  assert TRAINING_TYPES['warm'] == interventions.TrainingType()
+  assert TRAINING_TYPES['dash'].before is not None and TRAINING_TYPES['dash'].after is None
+  assert TRAINING_TYPES['l2_init'].regularized
+
+
+def test_warm_rm_zeroes_momentum_keeps_weights(trained):
+  assert any(np.any(np.asarray(t) != 0) for t in jax.tree.leaves(momentum(trained)))
+  out = interventions.warm_rm(trained, ctx())
+  assert same(out.params, trained.params) and same(out.batch_stats, trained.batch_stats)
+  assert all(np.all(np.asarray(t) == 0) for t in jax.tree.leaves(momentum(out)))
+
+
+def test_cold_replaces_everything(trained):
+  out = interventions.cold(trained, ctx())
+  for name in ('fc1', 'head'):
+    assert not np.allclose(out.params[name]['kernel'], trained.params[name]['kernel'])
+  assert all(np.all(np.asarray(t) == 0) for t in jax.tree.leaves(momentum(out)))
+  np.testing.assert_array_equal(out.batch_stats['bn1']['mean'], 0)
+  assert int(out.step) == 0
+
+
+def test_reset_changes_only_the_head(trained):
+  out = interventions.reset(trained, ctx())
+  assert same(out.params['fc1'], trained.params['fc1'])
+  assert same(out.params['bn1'], trained.params['bn1'])
+  assert not np.allclose(out.params['head']['kernel'], trained.params['head']['kernel'])
+  assert same(momentum(out), momentum(trained))
+
+
+def test_shrink_perturb_leaves_batchnorm(trained):
+  out = interventions.shrink_perturb(trained, ctx())
+  assert same(out.params['bn1'], trained.params['bn1'])
+  assert same(out.batch_stats, trained.batch_stats)
+  assert same(momentum(out), momentum(trained))
+  for name in ('fc1', 'head'):
+    for leaf in ('kernel', 'bias'):
+      noise = np.asarray(out.params[name][leaf]) - 0.3 * np.asarray(trained.params[name][leaf])
+      assert 0 < np.abs(noise).max() < 0.06  # N(0, 0.01^2) perturbation
+  noise = np.asarray(out.params['fc1']['kernel']) - 0.3 * np.asarray(trained.params['fc1']['kernel'])
+  assert 0.007 < noise.std() < 0.013
+
+
+def test_dash_shrinks_kernels_only(trained):
+  direction = jax.tree.map(lambda p: -p, trained.params)  # anti-aligned: scale = lambda
+  out = TRAINING_TYPES['dash'].before(trained, ctx(direction))
+  expected = shrink.dash_shrink(trained.params, direction, 0.3)
+  assert same(out.params, expected)
+  assert same(out.params['bn1'], trained.params['bn1'])
+  np.testing.assert_allclose(out.params['fc1']['kernel'], 0.3 * trained.params['fc1']['kernel'], rtol=1e-6)
+  assert same(momentum(out), momentum(trained))
+
+
+def test_l2_init_forms_by_hand():
+  init = {'fc': {'kernel': jnp.zeros((2, 2)), 'bias': jnp.zeros(2)},
+          'bn': {'scale': jnp.ones(2), 'bias': jnp.zeros(2)}}
+  params = {'fc': {'kernel': jnp.array([[3.0, 0.0], [0.0, 4.0]]), 'bias': jnp.array([1.0, 1.0])},
+            'bn': {'scale': jnp.array([1.0, 3.0]), 'bias': jnp.array([2.0, 0.0])}}
+  # original: (||dK|| + ||dScale||)^2 = (5 + 2)^2, biases excluded
+  assert np.isclose(L2Init(0.5, 'sum_norm_sq')(params, init), 0.5 * 49)
+  # Kumar et al.: sum of squared distances over everything = 25 + 2 + 4 + 4
+  assert np.isclose(L2Init(0.5, 'sq_dist')(params, init), 0.5 * 35)
+  grads = jax.grad(L2Init(0.5, 'sum_norm_sq'))(init, init)  # at the anchor
+  assert all(np.all(np.isfinite(g)) and np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads))

@@ -1,0 +1,167 @@
+"""Table 1 and Figure 1 from hand-written results.json files with known numbers."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib import image
+
+from dash_jax import report
+from dash_jax.errors import UserError
+
+# (dataset, optimizer, train_type) -> per seed: (test accuracies, steps)
+RUNS = {
+    ('digits', 'sgd', 'cold'): {0: ([.50, .70, .80], [10, 20, 30]),
+                                1: ([.60, .70, .90], [12, 20, 34])},
+    ('digits', 'sgd', 'warm'): {0: ([.50, .60, .65], [10, 5, 5]),
+                                1: ([.50, .60, .65], [10, 5, 5])},
+    ('digits', 'sgd', 'dash'): {0: ([.50, .80, .90], [10, 15, 20]),
+                                1: ([.60, .80, .92], [12, 15, 20])},
+    ('digits', 'sam', 'dash'): {0: ([.55, .85, .95], [20, 30, 40])},
+    ('svhn', 'sgd', 'warm'): {3: ([.70, .80, .90], [8, 4, 4])},
+    ('svhn', 'sgd', 'cold'): {3: ([.70, .85, .95], [8, 8, 4])},
+}
+
+
+def write_run(root, dataset, opt, tt, seed, accs, steps, **extra):
+  config = {'experiment': 'incremental', 'dataset': dataset, 'optimizer': opt,
+            'train_type': tt, 'seed': seed, 'seeds': str(seed),
+            'num_chunks': len(accs), 'model': 'mlp', **extra}
+  exps = [{'experiment': j, 'num_train': 10 * j, 'test_acc': a, 'test_loss': 1.0,
+           'train_acc': 1.0, 'train_loss': 0.1, 'steps': s, 'epochs': s, 'wall_s': 0.1}
+          for j, (a, s) in enumerate(zip(accs, steps), 1)]
+  path = os.path.join(root, dataset, f'{tt}-{opt}-seed{seed}')
+  os.makedirs(path)
+  with open(os.path.join(path, 'results.json'), 'w') as f:
+    json.dump({'config': config, 'experiments': exps, 'summary': {}}, f)
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+  root = tmp_path / 'runs'
+  for (dataset, opt, tt), seeds in RUNS.items():
+    for seed, (accs, steps) in seeds.items():
+      write_run(str(root), dataset, opt, tt, seed, accs, steps)
+  # Not part of the table: another experiment, a run cut short.
+  os.makedirs(root / 'synthetic')
+  (root / 'synthetic' / 'results.json').write_text(json.dumps(
+      {'config': {'experiment': 'synthetic'}, 'experiments': []}))
+  write_run(str(root / 'partial'), 'digits', 'sgd', 'cold', 7, [.5], [1], num_chunks=3)
+  return root
+
+
+def md_rows(text):
+  """{(dataset, 'SGD', 'Cold'): [cells]} from the Markdown tables."""
+  rows, dataset = {}, None
+  for line in text.splitlines():
+    if line.startswith('## '):
+      dataset = line[3:]
+    elif line.startswith('| SGD') or line.startswith('| SAM'):
+      cells = [c.strip() for c in line.strip('|').split('|')]
+      rows[(dataset, cells[0], cells[1])] = cells[2:]
+  return rows
+
+
+def test_markdown_table_numbers_and_best(results_dir, tmp_path):
+  rep = report.write([str(results_dir)], str(tmp_path / 'out'))
+  text = (tmp_path / 'out' / 'report.md').read_text()
+  assert text == rep.markdown
+  rows = md_rows(text)
+  assert list(rows) == [('digits', 'SGD', 'Cold'), ('digits', 'SGD', 'Warm'),
+                        ('digits', 'SGD', 'DASH'), ('digits', 'SAM', 'DASH'),
+                        ('svhn', 'SGD', 'Cold'), ('svhn', 'SGD', 'Warm')]
+  # seeds | acc last | acc mean | steps last | steps mean; mean (std), best bold
+  assert rows[('digits', 'SGD', 'Cold')] == [
+      '2', '85.00 (5.00)', '70.00 (3.33)', '32 (2)', '21 (1)']
+  assert rows[('digits', 'SGD', 'Warm')] == [
+      '2', '65.00 (0.00)', '58.33 (0.00)', '**5 (0)**', '**7 (0)**']
+  assert rows[('digits', 'SGD', 'DASH')] == [
+      '2', '**91.00 (1.00)**', '**75.33 (2.00)**', '20 (0)', '15 (0)']
+  # A block of one row has nothing to beat.
+  assert rows[('digits', 'SAM', 'DASH')] == [
+      '1', '95.00 (0.00)', '78.33 (0.00)', '40 (0)', '30 (0)']
+  # Ties (as shown) are all marked.
+  assert rows[('svhn', 'SGD', 'Cold')] == [
+      '1', '**95.00 (0.00)**', '**83.33 (0.00)**', '**4 (0)**', '7 (0)']
+  assert rows[('svhn', 'SGD', 'Warm')] == [
+      '1', '90.00 (0.00)', '80.00 (0.00)', '**4 (0)**', '**5 (0)**']
+  assert '](figure_digits_sgd.png)' in text and '](figure_svhn_sgd.png)' in text
+  assert len(rep.skipped) == 2
+  assert 'incomplete (1/3 experiments)' in text and 'a synthetic experiment' in text
+
+
+def test_csv_full_precision_and_flags(results_dir, tmp_path):
+  report.write([str(results_dir)], str(tmp_path))
+  rows = list(csv.DictReader(io.StringIO((tmp_path / 'report.csv').read_text())))
+  assert list(rows[0]) == report.CSV_FIELDS
+  assert [(r['dataset'], r['optimizer'], r['train_type']) for r in rows] == [
+      ('digits', 'sgd', 'cold'), ('digits', 'sgd', 'warm'), ('digits', 'sgd', 'dash'),
+      ('digits', 'sam', 'dash'), ('svhn', 'sgd', 'cold'), ('svhn', 'sgd', 'warm')]
+  dash = rows[2]
+  assert dash['seeds'] == '0 1' and dash['num_seeds'] == '2'
+  assert float(dash['test_acc_mean_mean']) == pytest.approx(100 * (2.2 / 3 + 2.32 / 3) / 2)
+  assert float(dash['steps_mean_mean']) == pytest.approx((15 + 47 / 3) / 2)
+  assert float(dash['steps_mean_std']) == pytest.approx((47 / 3 - 15) / 2)
+  assert [r['test_acc_last_best'] for r in rows] == ['0', '0', '1', '0', '1', '0']
+  assert [r['steps_last_best'] for r in rows] == ['0', '1', '0', '0', '1', '1']
+
+
+def test_figure_lines_bands_and_png(results_dir, tmp_path):
+  groups = report.group(report.gather([str(results_dir)])[0])
+  by_tt = {tt: runs for (d, o, tt), runs in groups.items() if (d, o) == ('digits', 'sgd')}
+  fig = report.build_figure('digits', 'sgd', by_tt)
+  acc_ax, steps_ax = fig.axes[:2]
+  assert [l.get_label() for l in acc_ax.lines] == [
+      'Cold (2 seeds)', 'Warm (2 seeds)', 'DASH (2 seeds)']
+  np.testing.assert_allclose(acc_ax.lines[0].get_xdata(), [1, 2, 3])
+  np.testing.assert_allclose(acc_ax.lines[0].get_ydata(), [55, 70, 85])
+  np.testing.assert_allclose(acc_ax.lines[2].get_ydata(), [55, 80, 91])
+  np.testing.assert_allclose(steps_ax.lines[0].get_ydata(), [11, 20, 32])
+  np.testing.assert_allclose(steps_ax.lines[1].get_ydata(), [10, 5, 5])
+  # Std bands: cold's accuracy band spans mean +- std at each experiment.
+  band = acc_ax.collections[0].get_paths()[0].vertices
+  assert band[:, 1].min() == pytest.approx(50) and band[:, 1].max() == pytest.approx(90)
+  assert acc_ax.get_ylabel() == 'test accuracy (%)' and steps_ax.get_ylabel() == 'steps'
+
+  rep = report.write([str(results_dir)], str(tmp_path))
+  png = rep.paths[('digits', 'sgd')]
+  assert os.path.basename(png) == 'figure_digits_sgd.png'
+  assert image.imread(png).shape[:2] == (400, 1000)
+  assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.png')) == [
+      'figure_digits_sam.png', 'figure_digits_sgd.png', 'figure_svhn_sgd.png']
+
+
+def test_mixed_settings_are_flagged(tmp_path):
+  write_run(str(tmp_path), 'digits', 'sgd', 'cold', 0, [.5, .6], [1, 2], width=32)
+  write_run(str(tmp_path), 'digits', 'sgd', 'cold', 1, [.5, .6], [1, 2], width=64)
+  text = report.write([str(tmp_path)]).markdown
+  assert 'digits/sgd/cold: seeds differ in width' in text
+
+
+def test_several_workdirs_combine(results_dir, tmp_path):
+  other = tmp_path / 'other'
+  write_run(str(other), 'digits', 'sgd', 'sp', 0, [.6, .7, .8], [3, 3, 3])
+  rep = report.write([str(results_dir), str(other)], str(tmp_path / 'out'))
+  assert ('digits', 'SGD', 'S&P') in md_rows(rep.markdown)
+
+
+def test_cli_empty_folder_is_a_one_line_error(tmp_path, capsys):
+  assert report.main([str(tmp_path)]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('error: no complete results.json below') and '\n' not in err
+  with pytest.raises(UserError, match='not a folder'):
+    report.write([str(tmp_path / 'missing')])
+
+
+def test_cli_module_entry_point(results_dir, tmp_path):
+  out = tmp_path / 'out'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'dash_jax.report', str(results_dir), '--out', str(out)],
+      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert proc.returncode == 0, proc.stderr
+  assert '| SGD | DASH | 2 |' in proc.stdout
+  assert {'report.md', 'report.csv', 'figure_digits_sgd.png'} <= set(os.listdir(out))

@@ -1,0 +1,121 @@
+"""Runs survive SIGKILL, corrupt checkpoints, config changes and NaNs."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import dash_jax
+from dash_jax.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _launch(workdir, tfds_dir, *overrides):
+  args = [sys.executable, os.path.join(ROOT, 'launch.py'),
+          '--config', os.path.join(ROOT, 'configs/default.py'), '--workdir', str(workdir),
+          f'--config.data_dir={tfds_dir}', '--config.train_type=dash', '--config.seeds=0',
+          '--config.num_chunks=4', '--config.max_epoch=25', '--config.width=32',
+          '--config.checkpoint_every_epochs=2', *overrides]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true')
+  return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def _numbers(workdir):
+  with open(os.path.join(workdir, 'dash-sgd-seed0', 'results.json')) as f:
+    res = json.load(f)
+  return [{k: v for k, v in e.items() if k != 'wall_s'} for e in res['experiments']]
+
+
+def _committed_steps(workdir):
+  path = os.path.join(workdir, 'dash-sgd-seed0', 'checkpoints')
+  if not os.path.isdir(path):
+    return []
+  return [d for d in os.listdir(path) if d.isdigit()]
+
+
+def test_sigkill_and_resume_gives_identical_results(tfds_dir, tmp_path):
+  ref = _launch(tmp_path / 'ref', tfds_dir)
+  victim = _launch(tmp_path / 'killed', tfds_dir)
+  deadline = time.time() + 240
+  while len(_committed_steps(tmp_path / 'killed')) < 2 and time.time() < deadline:
+    assert victim.poll() is None, victim.stdout.read()
+    time.sleep(0.05)
+  time.sleep(random.Random(0).uniform(0.0, 0.3))
+  victim.send_signal(signal.SIGKILL)
+  victim.wait()
+  assert not os.path.exists(tmp_path / 'killed' / 'dash-sgd-seed0' / 'results.json'), \
+      'the run finished before it could be killed'
+  resumed = _launch(tmp_path / 'killed', tfds_dir)
+  out, _ = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, out
+  assert 'resuming at experiment' in out
+  ref_out, _ = ref.communicate(timeout=300)
+  assert ref.returncode == 0, ref_out
+  assert _numbers(tmp_path / 'killed') == _numbers(tmp_path / 'ref')
+
+
+def _tiny(config, **kw):
+  config.train_type = 'dash'
+  config.num_chunks = 3
+  config.max_epoch = 8
+  config.checkpoint_every_epochs = 3
+  for k, v in kw.items():
+    config[k] = v
+  return config
+
+
+def test_corrupt_newest_checkpoint_falls_back(tiny_config, tmp_path, capsys):
+  config = _tiny(tiny_config)
+  ref = dash_jax.run(config, str(tmp_path))['dash-sgd-seed0']
+  run_dir = tmp_path / 'dash-sgd-seed0'
+  os.remove(run_dir / 'results.json')
+  steps = sorted(int(s) for s in os.listdir(run_dir / 'checkpoints') if s.isdigit())
+  newest = run_dir / 'checkpoints' / str(steps[-1])
+  for root, _, files in os.walk(newest):
+    for name in files:  # truncate every file of the newest checkpoint
+      open(os.path.join(root, name), 'w').close()
+  again = dash_jax.run(config, str(tmp_path))['dash-sgd-seed0']
+  out = capsys.readouterr().out
+  assert 'is unreadable' in out and 'resuming at experiment' in out
+  assert os.path.isdir(str(newest) + '.corrupt')
+  strip = lambda r: [{k: v for k, v in e.items() if k != 'wall_s'} for e in r['experiments']]
+  assert strip(again) == strip(ref)
+
+
+def test_finished_runs_are_skipped(tiny_config, tmp_path, capsys):
+  config = _tiny(tiny_config)
+  first = dash_jax.run(config, str(tmp_path))
+  second = dash_jax.run(config, str(tmp_path))
+  assert 'finished earlier' in capsys.readouterr().out
+  assert first == second
+
+
+def test_workdir_with_other_config_is_refused(tiny_config, tmp_path):
+  config = _tiny(tiny_config)
+  dash_jax.run(config, str(tmp_path))
+  config.learning_rate = 0.05
+  config.epoch_mode = 'loop'  # execution-only: not a difference
+  with pytest.raises(UserError) as e:
+    dash_jax.run(config, str(tmp_path))
+  assert 'learning_rate: 0.01 -> 0.05' in str(e.value)
+  assert 'epoch_mode' not in str(e.value) and '\n' not in str(e.value)
+  config.allow_config_change = True
+  out = dash_jax.run(config, str(tmp_path))['dash-sgd-seed0']
+  assert out['config']['learning_rate'] == 0.05
+  with open(tmp_path / 'dash-sgd-seed0.replaced-1' / 'results.json') as f:
+    assert json.load(f)['config']['learning_rate'] == 0.01  # nothing lost
+
+
+def test_nonfinite_loss_stops_the_run(tiny_config, tmp_path):
+  config = _tiny(tiny_config, learning_rate=1e12)
+  with pytest.raises(UserError) as e:
+    dash_jax.run(config, str(tmp_path))
+  msg = str(e.value)
+  assert 'non-finite training loss' in msg and 'experiment 1' in msg and 'epoch' in msg
+  assert not os.path.exists(tmp_path / 'dash-sgd-seed0' / 'results.json')

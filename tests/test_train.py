@@ -1,0 +1,85 @@
+"""The DASH direction pass, batching and the convergence loop."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dash_jax import models, optim, train
+
+
+def _setup(n=40, seed=0):
+  model = models.MLP(num_classes=4, width=8, depth=2)
+  state = train.create_state(model, optim.sgd(0.05), jax.random.PRNGKey(seed), (3, 3, 1), False)
+  rng = np.random.default_rng(seed)
+  data = {'train_x': jnp.asarray(rng.integers(0, 256, (n, 3, 3, 1), dtype=np.uint8)),
+          'train_y': jnp.asarray(rng.integers(0, 4, n, dtype=np.int32)),
+          'mean': jnp.asarray([100.0]), 'std': jnp.asarray([60.0])}
+  # move the BN running statistics off their init, so eval mode matters
+  x = train.normalise(data['train_x'], data['mean'], data['std'])
+  state, _ = train.train_step(state, x, data['train_y'], jnp.ones(n), train.StepConfig())
+  return state, data
+
+
+def test_direction_is_the_ema_of_a_plain_loop():
+  state, data = _setup()
+  buffer_idx = jnp.asarray(np.random.default_rng(1).permutation(40).astype(np.int32))
+  alpha, chunk = 0.3, 10
+  got = train.full_data_direction(state, data, buffer_idx, 3, alpha, chunk_size=chunk)
+  g = jax.tree.map(jnp.zeros_like, state.params)
+  for i in range(3):  # only the first 3 chunks of the buffer, oldest first
+    idx = buffer_idx[i * chunk:(i + 1) * chunk]
+    x = train.normalise(data['train_x'][idx], data['mean'], data['std'])
+    def loss(p):
+      logits = state.apply_fn({'params': p, 'batch_stats': state.batch_stats}, x, train=False)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, data['train_y'][idx]).mean()
+    grad = jax.grad(loss)(state.params)
+    g = jax.tree.map(lambda a, b: (1 - alpha) * a + alpha * (-b), g, grad)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(g)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_epoch_order_is_a_permutation_of_the_first_n():
+  buffer_idx = jnp.asarray(np.arange(100, 150, dtype=np.int32))
+  order = np.asarray(train.epoch_order(jax.random.PRNGKey(0), buffer_idx, 17, 8))
+  assert order.shape == (58,)
+  assert sorted(order[:17]) == list(range(100, 117))
+
+
+def test_padded_final_batch_equals_a_short_batch():
+  """Masked examples leave loss, gradients and BatchNorm stats untouched."""
+  state, data = _setup()
+  x = train.normalise(data['train_x'], data['mean'], data['std'])
+  y = data['train_y']
+  short, m1 = train.train_step(state, x[:5], y[:5], jnp.ones(5), train.StepConfig())
+  padded, m2 = train.train_step(state, x[:8], y[:8], (jnp.arange(8) < 5).astype(jnp.float32),
+                                train.StepConfig())
+  np.testing.assert_allclose(m1, m2, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves((short.params, short.batch_stats)),
+                  jax.tree.leaves((padded.params, padded.batch_stats))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_loop_and_scan_epochs_agree():
+  state, data = _setup()
+  buffer_idx = jnp.arange(40, dtype=jnp.int32)
+  kw = dict(step_cfg=train.StepConfig(), batch_size=16, max_epoch=3, converge_acc=1.0)
+  s1, _, st1 = train.train_until_converged(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='scan', **kw)
+  state, data = _setup()
+  s2, _, st2 = train.train_until_converged(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='loop', **kw)
+  assert st1.steps == st2.steps == 9 and st1.epochs == 3
+  np.testing.assert_allclose(st1.train_loss, st2.train_loss, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_nonfinite_loss_stops_loudly():
+  state, data = _setup()
+  state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, 1e30))
+  try:
+    train.train_until_converged(state, jax.random.PRNGKey(0), data, jnp.arange(40, dtype=jnp.int32), 40,
+                                step_cfg=train.StepConfig(), batch_size=8, max_epoch=50,
+                                converge_acc=1.0, experiment=4)
+  except train.NonFiniteLoss as e:
+    assert 'experiment 4' in str(e) and 'learning_rate' in str(e)
+  else:
+    raise AssertionError('no NonFiniteLoss')
