@@ -1,6 +1,5 @@
 """The default config end to end through the library entry point."""
 import json
-import os
 
 import numpy as np
 
