@@ -6,6 +6,8 @@ same command resumes unfinished runs and skips finished ones.
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow loads
+# TF only reads data; its oneDNN banner would break one-line errors on stderr.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 from absl import app, flags, logging
 from ml_collections import config_flags

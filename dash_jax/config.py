@@ -17,7 +17,8 @@ L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
 # Fields that change how a run executes, never its numbers: a workdir's runs
 # may be resumed with other values of these.
 EXECUTION_FIELDS = frozenset({
-    'data_dir', 'manual_dir', 'download', 'epoch_mode', 'checkpoint_every_epochs',
+    'data_dir', 'manual_dir', 'download', 'epoch_mode', 'devices',
+    'checkpoint_every_epochs',
     'keep_checkpoints', 'allow_config_change', 'progress', 'tensorboard',
     'diagnostics'})
 
@@ -120,6 +121,6 @@ def validate(config) -> None:
     _positive(config, field)
   _positive(config, 'keep_checkpoints')
   for field in ('weight_decay', 'rho', 'sp_sigma', 'l2_init_lambda', 'num_train',
-                'checkpoint_every_epochs'):
+                'checkpoint_every_epochs', 'devices'):
     if config[field] < 0:
       raise UserError(f'config.{field}={config[field]} must be >= 0')

@@ -17,12 +17,15 @@ import numpy as np
 
 from dash_jax import config as config_lib
 from dash_jax import data as data_lib
-from dash_jax import (checkpoint, interventions, models, monitor, optim, report,
-                      sota, summary, train)
+from dash_jax import (checkpoint, compiles, interventions, models, monitor, optim,
+                      parallel, report, sota, summary, train)
 from dash_jax.errors import UserError
 
 RESULTS = 'results.json'  # written once, when a run has finished
 RUN_CONFIG = 'config.json'  # written when a run starts: guards its workdir
+# Fields of an experiment's record that say how it ran, not what it computed
+# (they differ between a resumed and an uninterrupted run, or a warm process).
+EXECUTION_RECORD_FIELDS = ('wall_s', 'compiles', 'compile_s')
 
 
 def resolve_epoch_mode(config) -> str:
@@ -98,20 +101,23 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
       lr_schedule=sota.lr_schedule(config))
   mode = resolve_epoch_mode(config)
 
+  mesh = parallel.current_mesh()  # set by run(); data and state live on all of it
+  counter = compiles.CompileCounter()
   mean, std = normalisation(config, ds)
   labels = data_lib.noisy_labels(ds.train_y, config.label_noise, ds.num_classes, spec.seed)
-  data = jax.device_put({
+  data = parallel.replicate({
       'train_x': ds.train_x, 'train_y': labels.astype(np.int32),
-      'mean': mean.astype(np.float32), 'std': std.astype(np.float32)})
-  test_x, test_y = jax.device_put((ds.test_x, ds.test_y.astype(np.int32)))
+      'mean': mean.astype(np.float32), 'std': std.astype(np.float32)}, mesh)
+  test_x, test_y = parallel.replicate((ds.test_x, ds.test_y.astype(np.int32)), mesh)
   buffer_np, chunk_size = chunk_buffer(len(labels), config.num_chunks, spec.seed)
-  buffer_idx = jax.device_put(buffer_np)
+  buffer_idx = parallel.replicate(buffer_np, mesh)
 
   def fresh_state(key):
-    return train.create_state(model, tx, key, ds.input_shape,
-                              keep_init=step_cfg.regularizer is not None)
+    return parallel.replicate(train.create_state(
+        model, tx, key, ds.input_shape, keep_init=step_cfg.regularizer is not None),
+        mesh)
 
-  key = jax.random.PRNGKey(spec.seed)
+  key = parallel.replicate(jax.random.PRNGKey(spec.seed), mesh)
   key, init_key = jax.random.split(key)
   state = fresh_state(init_key)
   experiments, first, progress, elapsed = [], 1, None, 0.0
@@ -120,6 +126,7 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   restored = ckpts.restore_latest(state, key, log)
   if restored is not None:
     state, key, meta = restored
+    state, key = parallel.replicate((state, key), mesh)
     experiments, first = meta['experiments'], meta['experiment']
     if meta['progress'] is not None:  # stopped inside experiment `first`
       progress, elapsed = train.Progress(**meta['progress']), meta['elapsed']
@@ -166,6 +173,7 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
                 'test_loss': test_loss, 'train_acc': stats.train_acc,
                 'train_loss': stats.train_loss, 'steps': stats.steps,
                 'epochs': stats.epochs, 'wall_s': time.perf_counter() - start}
+      record.update(_compile_fields(counter))
       observer.experiment_end(record, state, stats)  # line, TensorBoard, diagnostics
       experiments.append(record)
       if training_type.after is not None:
@@ -182,12 +190,20 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   return results
 
 
+def _compile_fields(counter) -> dict:
+  """XLA compiles since the previous experiment's record (its 'after'
+  intervention, this one's 'before', training and evaluation)."""
+  done = counter.since_last()
+  return {'compiles': done.count, 'compile_s': done.seconds}
+
+
 def summarise(experiments) -> dict:
   acc = [e['test_acc'] for e in experiments]
   steps = [e['steps'] for e in experiments]
   return {'test_acc_last': acc[-1], 'test_acc_mean': float(np.mean(acc)),
           'steps_last': steps[-1], 'steps_mean': float(np.mean(steps)),
-          'steps_total': int(np.sum(steps))}
+          'steps_total': int(np.sum(steps)),
+          'compiles_total': int(sum(e.get('compiles', 0) for e in experiments))}
 
 
 def write_json(path, obj):
@@ -250,6 +266,16 @@ def run(config, workdir: str, log=print) -> dict:
   check_workdir(config, workdir, specs, log)
   ds = data_lib.load(config)
   chunk_buffer(len(ds.train_y), config.num_chunks, 0)  # fail early if too many
+  with parallel.use_mesh(parallel.make_mesh(config.devices)):
+    all_results = _run_all(config, ds, specs, workdir, log)
+  table = summary.write(workdir, list(all_results.values()))
+  log(table)
+  rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
+  log('report: ' + ', '.join(rep.paths.values()))
+  return all_results
+
+
+def _run_all(config, ds, specs, workdir, log) -> dict:
   all_results = {}
   for i, spec in enumerate(specs, 1):
     run_dir = os.path.join(workdir, spec.name)
@@ -262,8 +288,4 @@ def run(config, workdir: str, log=print) -> dict:
     log(f'run {i}/{len(specs)}: {spec.name}')
     write_json(os.path.join(run_dir, RUN_CONFIG), run_config(config, spec).to_dict())
     all_results[spec.name] = run_one(config, ds, spec, run_dir, log)
-  table = summary.write(workdir, list(all_results.values()))
-  log(table)
-  rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
-  log('report: ' + ', '.join(rep.paths.values()))
   return all_results

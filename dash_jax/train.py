@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from dash_jax import optim, shrink
+from dash_jax import optim, parallel, shrink
 from dash_jax.errors import UserError
 
 
@@ -130,7 +130,8 @@ def _train_batch(data, order, b, n, batch_size, augment=None, key=None):
   if augment is not None:
     x = augment(key, x.astype(jnp.float32))
   x = normalise(x, data['mean'], data['std'])
-  return x, data['train_y'][idx], mask
+  shard = parallel.shard_batch
+  return shard(x), shard(data['train_y'][idx]), shard(mask)
 
 
 def _epoch_step(state, data, order, b, n, epoch, num_batches, key, step_cfg,
@@ -163,11 +164,8 @@ def loop_step(state, sums, data, order, b, n, *, step_cfg, batch_size, epoch=0,
   return state, sums + metrics
 
 
-@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
-                   donate_argnums=(0,))
-def scan_epoch(state, data, order, n, num_batches, *, step_cfg, batch_size,
-               epoch=0, key=None):
-  """A whole epoch as one compiled loop (trip count is a traced value)."""
+def _fori_epoch(state, data, order, n, num_batches, epoch, key, step_cfg,
+                batch_size):
   def body(b, carry):
     state, sums = carry
     state, metrics = _epoch_step(state, data, order, b, n, epoch, num_batches,
@@ -175,6 +173,41 @@ def scan_epoch(state, data, order, n, num_batches, *, step_cfg, batch_size,
     return state, sums + metrics
   return jax.lax.fori_loop(0, num_batches, body,
                            (state, jnp.zeros((2,), jnp.float32)))
+
+
+@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
+                   donate_argnums=(0,))
+def scan_epoch(state, data, order, n, num_batches, *, step_cfg, batch_size,
+               epoch=0, key=None):
+  """A whole epoch as one compiled loop (trip count is a traced value)."""
+  return _fori_epoch(state, data, order, n, num_batches, epoch, key, step_cfg,
+                     batch_size)
+
+
+# Seeds stack on axis 0 of the state, keys, labels and buffer; images are shared.
+SEED_DATA_AXES = {'train_x': None, 'train_y': 0, 'mean': None, 'std': None}
+
+
+@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
+                   donate_argnums=(0,))
+def seeds_epoch(states, keys, active, data, buffer_idx, n, num_batches, *,
+                step_cfg, batch_size, epoch=0):
+  """One epoch of several seeds as one program (vmap over axis 0).
+
+  Each seed draws its epoch exactly as train_until_converged does from its
+  own key; a seed whose `active` flag is off keeps its state and key, so it
+  stays where its own convergence stopped it while the others go on.
+  """
+  def one(state, key, active, data, buffer_idx):
+    next_key, epoch_key = jax.random.split(key)
+    order = epoch_order(epoch_key, buffer_idx, n, batch_size)
+    new_state, sums = _fori_epoch(state, data, order, n, num_batches, epoch,
+                                  jax.random.fold_in(epoch_key, 1), step_cfg,
+                                  batch_size)
+    keep = lambda new, old: jnp.where(active, new, old)
+    return jax.tree.map(keep, new_state, state), keep(next_key, key), sums
+  return jax.vmap(one, in_axes=(0, 0, 0, SEED_DATA_AXES, 0))(
+      states, keys, active, data, buffer_idx)
 
 
 @functools.partial(jax.jit, static_argnames='batch_size')
@@ -186,8 +219,9 @@ def evaluate(state, x_all, y_all, mean, std, batch_size):
     idx = b * batch_size + jnp.arange(batch_size)
     mask = (idx < total).astype(jnp.float32)
     idx = jnp.minimum(idx, total - 1)
-    x = normalise(x_all[idx], mean, std)
-    return sums + eval_step(state, x, y_all[idx], mask)
+    x = parallel.shard_batch(normalise(x_all[idx], mean, std))
+    y, mask = parallel.shard_batch(y_all[idx]), parallel.shard_batch(mask)
+    return sums + eval_step(state, x, y, mask)
 
   sums = jax.lax.fori_loop(0, math.ceil(total / batch_size), body,
                            jnp.zeros((2,), jnp.float32))
@@ -204,7 +238,8 @@ def full_data_direction(state, data, buffer_idx, num_chunks_seen, alpha,
   """
   def get_batch(i):
     idx = jax.lax.dynamic_slice(buffer_idx, (i * chunk_size,), (chunk_size,))
-    return normalise(data['train_x'][idx], data['mean'], data['std']), data['train_y'][idx]
+    x = normalise(data['train_x'][idx], data['mean'], data['std'])
+    return parallel.shard_batch(x), parallel.shard_batch(data['train_y'][idx])
 
   def grad_fn(params, batch):
     x, y = batch
@@ -227,6 +262,14 @@ class Progress:
   acc_sum: float = 0.0
   loss_sum: float = 0.0
   last_acc: float = 0.0
+
+  def converged(self, converge_acc, max_epoch) -> bool:
+    return self.last_acc >= converge_acc or self.epochs >= max_epoch
+
+  def stats(self, num_batches) -> 'TrainStats':
+    e = self.epochs
+    return TrainStats(self.acc_sum / e, self.loss_sum / e, self.last_acc,
+                      e * num_batches, e)
 
 
 @dataclasses.dataclass
@@ -252,7 +295,8 @@ def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
   """
   num_batches = math.ceil(n / batch_size)
   progress = dataclasses.replace(progress) if progress else Progress()
-  while True:
+  done = False
+  while not done:
     key, epoch_key = jax.random.split(key)
     order = epoch_order(epoch_key, buffer_idx, n, batch_size)
     step_key = jax.random.fold_in(epoch_key, 1)  # augmentation and dropout
@@ -268,24 +312,67 @@ def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
                                 epoch=progress.epochs, num_batches=num_batches,
                                 key=step_key)
     acc, loss = (np.asarray(sums) / num_batches).tolist()
-    progress.epochs += 1
-    if not math.isfinite(loss):
-      raise NonFiniteLoss(
-          f'non-finite training loss ({loss}) at experiment {experiment}, '
-          f'epoch {progress.epochs}; lower --config.learning_rate')
-    progress.acc_sum += acc
-    progress.loss_sum += loss
-    progress.last_acc = acc
+    record_epoch(progress, acc, loss, experiment)
     if on_epoch is not None:
       on_epoch(progress.epochs, acc, loss, state)
-    if acc >= converge_acc or progress.epochs >= max_epoch:
-      break
-    if on_checkpoint is not None and checkpoint_every and \
-        progress.epochs % checkpoint_every == 0:
+    done = progress.converged(converge_acc, max_epoch)
+    if not done and checkpoint_due(progress, checkpoint_every, on_checkpoint):
       on_checkpoint(state, key, dataclasses.replace(progress))
-  e = progress.epochs
-  return state, key, TrainStats(progress.acc_sum / e, progress.loss_sum / e,
-                                progress.last_acc, e * num_batches, e)
+  return state, key, progress.stats(num_batches)
+
+
+def record_epoch(progress, acc, loss, experiment, seed=None):
+  """Add one epoch's running figures; a NaN/inf loss stops the run loudly."""
+  progress.epochs += 1
+  if not math.isfinite(loss):
+    where = '' if seed is None else f'seed {seed}, '
+    raise NonFiniteLoss(
+        f'non-finite training loss ({loss}) at {where}experiment {experiment}, '
+        f'epoch {progress.epochs}; lower --config.learning_rate')
+  progress.acc_sum += acc
+  progress.loss_sum += loss
+  progress.last_acc = acc
+
+
+def checkpoint_due(progress, every, on_checkpoint) -> bool:
+  return bool(on_checkpoint is not None and every and progress.epochs % every == 0)
+
+
+def train_seeds_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
+                                batch_size, max_epoch, converge_acc,
+                                experiment=0, seeds=(), on_epoch=None,
+                                progress=None, checkpoint_every=0,
+                                on_checkpoint=None):
+  """train_until_converged for seeds stacked on axis 0, one program an epoch.
+
+  Each seed stops by its own rule; the epoch loop runs while any is active.
+  `on_epoch(i, epochs_done, acc, loss)` runs for each seed i trained this
+  epoch; `progress` (a list, one per seed) resumes; `on_checkpoint(states,
+  keys, progress_list)` as train_until_converged's.
+  """
+  num_seeds = keys.shape[0]
+  num_batches = math.ceil(n / batch_size)
+  progress = ([dataclasses.replace(p) for p in progress] if progress
+              else [Progress() for _ in range(num_seeds)])
+  done = [p.epochs > 0 and p.converged(converge_acc, max_epoch) for p in progress]
+  while not all(done):
+    epoch = max(p.epochs for p, d in zip(progress, done) if not d)
+    states, keys, sums = seeds_epoch(
+        states, keys, jnp.asarray([not d for d in done]), data, buffer_idx, n,
+        num_batches, step_cfg=step_cfg, batch_size=batch_size, epoch=epoch)
+    sums = np.asarray(sums) / num_batches
+    for i, p in enumerate(progress):
+      if done[i]:
+        continue
+      acc, loss = sums[i].tolist()
+      record_epoch(p, acc, loss, experiment, seeds[i] if seeds else i)
+      if on_epoch is not None:
+        on_epoch(i, p.epochs, acc, loss)
+      done[i] = p.converged(converge_acc, max_epoch)
+    active = [p for p, d in zip(progress, done) if not d]
+    if active and checkpoint_due(active[0], checkpoint_every, on_checkpoint):
+      on_checkpoint(states, keys, [dataclasses.replace(p) for p in progress])
+  return states, keys, [p.stats(num_batches) for p in progress]
 
 
 def create_state(model, tx, key, input_shape, keep_init: bool) -> TrainState:

@@ -12,6 +12,7 @@ import pytest
 
 import dash_jax
 from dash_jax import diagnostics, models, optim, train
+from dash_jax.protocol import EXECUTION_RECORD_FIELDS
 
 
 @pytest.fixture(scope='module')
@@ -98,7 +99,8 @@ def test_launch_diagnostics_tensorboard_and_report(tiny_config, tmp_path):
   # Measuring does not change training.
   tiny_config.diagnostics = False
   off = dash_jax.run(tiny_config, str(tmp_path / 'off'))['warm-sgd-seed0']
-  strip = lambda r: [{k: v for k, v in e.items() if k not in ('wall_s', 'diagnostics')}
+  strip = lambda r: [{k: v for k, v in e.items()
+                     if k not in EXECUTION_RECORD_FIELDS + ('diagnostics',)}
                      for e in r['experiments']]
   assert strip(on) == strip(off)
   assert 'diagnostics' not in off['experiments'][0]

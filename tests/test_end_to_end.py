@@ -4,6 +4,7 @@ import json
 import numpy as np
 
 import dash_jax
+from dash_jax.protocol import EXECUTION_RECORD_FIELDS
 
 
 def test_launch_writes_results_and_summary(tiny_config, tmp_path):
@@ -40,7 +41,8 @@ def test_same_seed_same_numbers(tiny_config, tmp_path):
   tiny_config.train_type = 'dash'
   a = dash_jax.run(tiny_config, str(tmp_path / 'a'))['dash-sgd-seed0']
   b = dash_jax.run(tiny_config, str(tmp_path / 'b'))['dash-sgd-seed0']
-  strip = lambda r: [{k: v for k, v in e.items() if k != 'wall_s'} for e in r['experiments']]
+  strip = lambda r: [{k: v for k, v in e.items() if k not in EXECUTION_RECORD_FIELDS}
+                     for e in r['experiments']]
   assert strip(a) == strip(b)
 
 

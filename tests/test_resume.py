@@ -10,6 +10,7 @@ import time
 import pytest
 
 import dash_jax
+from dash_jax import protocol
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +30,8 @@ def _launch(workdir, tfds_dir, *overrides):
 def _numbers(workdir):
   with open(os.path.join(workdir, 'dash-sgd-seed0', 'results.json')) as f:
     res = json.load(f)
-  return [{k: v for k, v in e.items() if k != 'wall_s'} for e in res['experiments']]
+  return [{k: v for k, v in e.items() if k not in protocol.EXECUTION_RECORD_FIELDS}
+          for e in res['experiments']]
 
 
 def _committed_steps(workdir):
@@ -84,7 +86,8 @@ def test_corrupt_newest_checkpoint_falls_back(tiny_config, tmp_path, capsys):
   out = capsys.readouterr().out
   assert 'is unreadable' in out and 'resuming at experiment' in out
   assert os.path.isdir(str(newest) + '.corrupt')
-  strip = lambda r: [{k: v for k, v in e.items() if k != 'wall_s'} for e in r['experiments']]
+  strip = lambda r: [{k: v for k, v in e.items() if k not in protocol.EXECUTION_RECORD_FIELDS}
+                     for e in r['experiments']]
   assert strip(again) == strip(ref)
 
 

@@ -1,0 +1,58 @@
+"""Counts XLA compilations, so a run can show that growing the training set
+from experiment to experiment compiles nothing new.
+
+Every backend compile in the process reports to jax.monitoring; a counter
+reads the running totals before and after a stretch of work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+from jax import monitoring
+
+_EVENT = '/jax/core/compile/backend_compile_duration'
+_lock = threading.Lock()
+_totals = {'count': 0, 'seconds': 0.0}
+_registered = False
+
+
+def _listener(event: str, duration: float, **kwargs) -> None:
+  del kwargs
+  if event == _EVENT:
+    with _lock:
+      _totals['count'] += 1
+      _totals['seconds'] += duration
+
+
+def _ensure_listening() -> None:
+  global _registered
+  with _lock:
+    if not _registered:
+      monitoring.register_event_duration_secs_listener(_listener)
+      _registered = True
+
+
+@dataclasses.dataclass
+class Compiles:
+  count: int = 0
+  seconds: float = 0.0
+
+
+class CompileCounter:
+  """`since_last()` gives the compiles since the previous call (or creation)."""
+
+  def __init__(self):
+    _ensure_listening()
+    self._mark = self._now()
+
+  @staticmethod
+  def _now() -> Compiles:
+    with _lock:
+      return Compiles(_totals['count'], _totals['seconds'])
+
+  def since_last(self) -> Compiles:
+    now = self._now()
+    delta = Compiles(now.count - self._mark.count, now.seconds - self._mark.seconds)
+    self._mark = now
+    return delta
