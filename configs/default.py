@@ -70,6 +70,7 @@ def get_config():
   # Execution.
   config.epoch_mode = 'auto'  # 'auto', 'loop' (jitted step) or 'scan'
   config.devices = 0  # data-parallel over this many local devices; 0 = all
+  config.vmap_seeds = False  # train the listed seeds together as one program
   config.checkpoint_every_epochs = 25  # also after every experiment; 0 = only then
   config.keep_checkpoints = 3
   config.allow_config_change = False  # redo runs made with another config

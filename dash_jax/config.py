@@ -17,7 +17,7 @@ L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
 # Fields that change how a run executes, never its numbers: a workdir's runs
 # may be resumed with other values of these.
 EXECUTION_FIELDS = frozenset({
-    'data_dir', 'manual_dir', 'download', 'epoch_mode', 'devices',
+    'data_dir', 'manual_dir', 'download', 'epoch_mode', 'devices', 'vmap_seeds',
     'checkpoint_every_epochs',
     'keep_checkpoints', 'allow_config_change', 'progress', 'tensorboard',
     'diagnostics'})
@@ -124,3 +124,6 @@ def validate(config) -> None:
                 'checkpoint_every_epochs', 'devices'):
     if config[field] < 0:
       raise UserError(f'config.{field}={config[field]} must be >= 0')
+  if config.get('vmap_seeds', False) and config.diagnostics:
+    raise UserError('config.diagnostics=True needs one seed a program; drop '
+                    '--config.vmap_seeds=True or --config.diagnostics=True')

@@ -74,6 +74,16 @@ def make_model(config, num_classes):
   return _model(config.model, config.to_json(), num_classes)
 
 
+def step_config(config, spec, ds) -> train.StepConfig:
+  """What the run's training type, optimizer and recipe compile into the step."""
+  return train.StepConfig(
+      regularizer=interventions.regularizer(config, spec.train_type),
+      sam_rho=config.rho if spec.optimizer == 'sam' else None,
+      sam_bn_second_pass=config.sam_bn_second_pass,
+      augment=sota.augmentation(config, ds.name),
+      lr_schedule=sota.lr_schedule(config))
+
+
 def chunk_buffer(num_train, num_chunks, seed):
   """Dataset indices in buffer order: a seeded random split into equal
   chunks (remainder dropped), chunk 1 first."""
@@ -93,12 +103,7 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   model_spec = models.get(config.model)
   model = make_model(config, ds.num_classes)
   tx = make_optimizer(config)
-  step_cfg = train.StepConfig(
-      regularizer=interventions.regularizer(config, spec.train_type),
-      sam_rho=config.rho if spec.optimizer == 'sam' else None,
-      sam_bn_second_pass=config.sam_bn_second_pass,
-      augment=sota.augmentation(config, ds.name),
-      lr_schedule=sota.lr_schedule(config))
+  step_cfg = step_config(config, spec, ds)
   mode = resolve_epoch_mode(config)
 
   mesh = parallel.current_mesh()  # set by run(); data and state live on all of it
@@ -173,7 +178,7 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
                 'test_loss': test_loss, 'train_acc': stats.train_acc,
                 'train_loss': stats.train_loss, 'steps': stats.steps,
                 'epochs': stats.epochs, 'wall_s': time.perf_counter() - start}
-      record.update(_compile_fields(counter))
+      record.update(compile_fields(counter))
       observer.experiment_end(record, state, stats)  # line, TensorBoard, diagnostics
       experiments.append(record)
       if training_type.after is not None:
@@ -190,7 +195,7 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   return results
 
 
-def _compile_fields(counter) -> dict:
+def compile_fields(counter) -> dict:
   """XLA compiles since the previous experiment's record (its 'after'
   intervention, this one's 'before', training and evaluation)."""
   done = counter.since_last()
@@ -276,6 +281,8 @@ def run(config, workdir: str, log=print) -> dict:
 
 
 def _run_all(config, ds, specs, workdir, log) -> dict:
+  if config.vmap_seeds:
+    return _run_seed_groups(config, ds, specs, workdir, log)
   all_results = {}
   for i, spec in enumerate(specs, 1):
     run_dir = os.path.join(workdir, spec.name)
@@ -289,3 +296,27 @@ def _run_all(config, ds, specs, workdir, log) -> dict:
     write_json(os.path.join(run_dir, RUN_CONFIG), run_config(config, spec).to_dict())
     all_results[spec.name] = run_one(config, ds, spec, run_dir, log)
   return all_results
+
+
+def _run_seed_groups(config, ds, specs, workdir, log) -> dict:
+  """config.vmap_seeds: the unfinished seeds of each (training type,
+  optimizer) train together as one vmapped program (dash_jax/seeds.py)."""
+  from dash_jax import seeds as seeds_lib
+  all_results, groups = {}, {}
+  for spec in specs:
+    path = os.path.join(workdir, spec.name, RESULTS)
+    if os.path.exists(path):
+      log(f'{spec.name} finished earlier; reading {path}')
+      with open(path) as f:
+        all_results[spec.name] = json.load(f)
+    else:
+      groups.setdefault((spec.train_type, spec.optimizer), []).append(spec)
+  for i, group in enumerate(groups.values(), 1):
+    log(f'group {i}/{len(groups)}: {group[0].train_type}-{group[0].optimizer}, '
+        f'seeds {[s.seed for s in group]} as one program')
+    for spec in group:
+      write_json(os.path.join(workdir, spec.name, RUN_CONFIG),
+                 run_config(config, spec).to_dict())
+    for spec, res in zip(group, seeds_lib.run_seeds(config, ds, group, workdir, log)):
+      all_results[spec.name] = res
+  return {spec.name: all_results[spec.name] for spec in specs}

@@ -1,0 +1,30 @@
+"""Growing the training set compiles nothing new after the first experiments."""
+import jax
+import jax.numpy as jnp
+
+from dash_jax import compiles, protocol
+
+
+def test_counter_counts_new_shapes_only():
+  counter = compiles.CompileCounter()
+  f = jax.jit(lambda x: x * 3 + 1)
+  f(jnp.ones(7))
+  assert counter.since_last().count >= 1
+  f(jnp.ones(7))
+  assert counter.since_last().count == 0
+  f(jnp.ones(9))
+  assert counter.since_last().count >= 1
+
+
+def test_later_experiments_compile_nothing(tiny_config, tmp_path):
+  tiny_config.train_type = 'dash,cold'
+  tiny_config.num_chunks = 5
+  tiny_config.max_epoch = 2
+  tiny_config.progress = False
+  res = protocol.run(tiny_config, str(tmp_path), log=lambda *a: None)
+  for run in ('dash-sgd-seed0', 'cold-sgd-seed0'):
+    exps = res[run]['experiments']
+    assert [e['num_train'] for e in exps] == [251 * j for j in range(1, 6)]
+    assert all(e['compiles'] == 0 for e in exps[2:]), [e['compiles'] for e in exps]
+    assert res[run]['summary']['compiles_total'] == sum(e['compiles'] for e in exps)
+  assert res['dash-sgd-seed0']['experiments'][0]['compiles'] > 0  # the first compiles
