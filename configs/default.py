@@ -71,6 +71,10 @@ def get_config():
   config.epoch_mode = 'auto'  # 'auto', 'loop' (jitted step) or 'scan'
   config.devices = 0  # data-parallel over this many local devices; 0 = all
   config.vmap_seeds = False  # train the listed seeds together as one program
+  # Several processes / hosts share the launch's runs (README, 'Several hosts').
+  config.coordinator = ''  # '' = one process; 'auto' (SLURM, MPI...); 'HOST:PORT'
+  config.num_processes = 1  # with coordinator='HOST:PORT'
+  config.process_id = 0  # with coordinator='HOST:PORT': this process, 0-based
   config.checkpoint_every_epochs = 25  # also after every experiment; 0 = only then
   config.keep_checkpoints = 3
   config.allow_config_change = False  # redo runs made with another config

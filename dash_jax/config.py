@@ -18,6 +18,7 @@ L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
 # may be resumed with other values of these.
 EXECUTION_FIELDS = frozenset({
     'data_dir', 'manual_dir', 'download', 'epoch_mode', 'devices', 'vmap_seeds',
+    'coordinator', 'num_processes', 'process_id',
     'checkpoint_every_epochs',
     'keep_checkpoints', 'allow_config_change', 'progress', 'tensorboard',
     'diagnostics'})
@@ -124,6 +125,11 @@ def validate(config) -> None:
                 'checkpoint_every_epochs', 'devices'):
     if config[field] < 0:
       raise UserError(f'config.{field}={config[field]} must be >= 0')
+  if config.coordinator not in ('', 'auto'):
+    _positive(config, 'num_processes')
+    if not 0 <= config.process_id < config.num_processes:
+      raise UserError(f'config.process_id={config.process_id} is outside [0, '
+                      f'{config.num_processes}); give each process its own id')
   if config.get('vmap_seeds', False) and config.diagnostics:
     raise UserError('config.diagnostics=True needs one seed a program; drop '
                     '--config.vmap_seeds=True or --config.diagnostics=True')

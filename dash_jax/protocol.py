@@ -211,6 +211,11 @@ def summarise(experiments) -> dict:
           'compiles_total': int(sum(e.get('compiles', 0) for e in experiments))}
 
 
+def _read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
 def write_json(path, obj):
   """Atomic: a reader never sees half a file."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -268,11 +273,18 @@ def run(config, workdir: str, log=print) -> dict:
     return synthetic.run_synthetic(config, workdir)
   config_lib.validate(config)
   specs = list(config_lib.run_specs(config))
-  check_workdir(config, workdir, specs, log)
+  hosts = parallel.initialize_hosts(config)
+  if hosts.is_main:
+    check_workdir(config, workdir, specs, log)
+  hosts.barrier('workdir checked')
   ds = data_lib.load(config)
   chunk_buffer(len(ds.train_y), config.num_chunks, 0)  # fail early if too many
   with parallel.use_mesh(parallel.make_mesh(config.devices)):
-    all_results = _run_all(config, ds, specs, workdir, log)
+    all_results = _run_all(config, ds, hosts.share(specs), workdir, log)
+  hosts.barrier('runs finished')
+  if not hosts.is_main:  # the main process writes the launch's tables
+    return all_results
+  all_results = {s.name: _read_json(os.path.join(workdir, s.name, RESULTS)) for s in specs}
   table = summary.write(workdir, list(all_results.values()))
   log(table)
   rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
