@@ -71,6 +71,10 @@ def get_config():
   config.epoch_mode = 'auto'  # 'auto', 'loop' (jitted step) or 'scan'
   config.devices = 0  # data-parallel over this many local devices; 0 = all
   config.vmap_seeds = False  # train the listed seeds together as one program
+  # Compiled programs kept on disk, so a relaunch skips XLA compilation;
+  # '' = off. At most compile_cache_gb, least recently used dropped first.
+  config.compile_cache_dir = '~/.cache/dash_jax/xla'
+  config.compile_cache_gb = 2.0
   # Several processes / hosts share the launch's runs (README, 'Several hosts').
   config.coordinator = ''  # '' = one process; 'auto' (SLURM, MPI...); 'HOST:PORT'
   config.num_processes = 1  # with coordinator='HOST:PORT'

@@ -7,8 +7,10 @@ reads the running totals before and after a stretch of work.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 
+import jax
 from jax import monitoring
 
 _EVENT = '/jax/core/compile/backend_compile_duration'
@@ -56,3 +58,17 @@ class CompileCounter:
     delta = Compiles(now.count - self._mark.count, now.seconds - self._mark.seconds)
     self._mark = now
     return delta
+
+
+def use_disk_cache(directory: str, max_gb: float) -> None:
+  """Keep every compiled program in `directory` ('' = off), so the next
+  process that needs it loads it instead of compiling (a load is not counted
+  as a compile). JAX evicts the least recently used beyond `max_gb`."""
+  if not directory:
+    return
+  directory = os.path.expanduser(directory)
+  os.makedirs(directory, exist_ok=True)
+  jax.config.update('jax_compilation_cache_dir', directory)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+  jax.config.update('jax_compilation_cache_max_size', int(max_gb * 2**30))

@@ -18,7 +18,8 @@ L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
 # may be resumed with other values of these.
 EXECUTION_FIELDS = frozenset({
     'data_dir', 'manual_dir', 'download', 'epoch_mode', 'devices', 'vmap_seeds',
-    'coordinator', 'num_processes', 'process_id',
+    'coordinator', 'num_processes', 'process_id', 'compile_cache_dir',
+    'compile_cache_gb',
     'checkpoint_every_epochs',
     'keep_checkpoints', 'allow_config_change', 'progress', 'tensorboard',
     'diagnostics'})
@@ -122,7 +123,7 @@ def validate(config) -> None:
     _positive(config, field)
   _positive(config, 'keep_checkpoints')
   for field in ('weight_decay', 'rho', 'sp_sigma', 'l2_init_lambda', 'num_train',
-                'checkpoint_every_epochs', 'devices'):
+                'checkpoint_every_epochs', 'devices', 'compile_cache_gb'):
     if config[field] < 0:
       raise UserError(f'config.{field}={config[field]} must be >= 0')
   if config.coordinator not in ('', 'auto'):

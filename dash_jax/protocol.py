@@ -274,6 +274,7 @@ def run(config, workdir: str, log=print) -> dict:
   config_lib.validate(config)
   specs = list(config_lib.run_specs(config))
   hosts = parallel.initialize_hosts(config)
+  compiles.use_disk_cache(config.compile_cache_dir, config.compile_cache_gb)
   if hosts.is_main:
     check_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')

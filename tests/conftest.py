@@ -34,6 +34,7 @@ def tiny_config(tfds_dir):
   config.num_chunks = 3
   config.max_epoch = 3
   config.width = 32
+  config.compile_cache_dir = ''  # compile counts must not depend on earlier sessions
   return config
 
 
