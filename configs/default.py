@@ -81,6 +81,7 @@ def get_config():
   config.process_id = 0  # with coordinator='HOST:PORT': this process, 0-based
   config.checkpoint_every_epochs = 25  # also after every experiment; 0 = only then
   config.keep_checkpoints = 3
+  config.checkpoint_min_interval_s = 10.0  # skip saves closer than this (0 = none)
   config.allow_config_change = False  # redo runs made with another config
 
   # What a run shows (never changes its numbers).

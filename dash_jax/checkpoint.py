@@ -7,7 +7,9 @@ folder); a step that fails to restore is reported and an older one is used.
 """
 from __future__ import annotations
 
+import math
 import os
+import time
 from typing import Any, Callable, Optional
 
 import jax
@@ -27,19 +29,29 @@ def _state_tree(state, key) -> dict:
 class RunCheckpoints:
   """CheckpointManager for one run folder; steps number save positions."""
 
-  def __init__(self, directory: str, keep: int = 3):
+  def __init__(self, directory: str, keep: int = 3, min_interval_s: float = 0.0):
+    """Saves closer than `min_interval_s` to the previous one are skipped:
+    with a small model a save costs more than the epochs it protects."""
     self.directory = os.path.abspath(directory)
+    self.min_interval_s = min_interval_s
+    self._last_save = -math.inf
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, cleanup_tmp_directories=True,
             enable_async_checkpointing=True))
 
-  def save(self, step: int, state, key, meta: dict) -> None:
+  def save(self, step: int, state, key, meta: dict) -> bool:
+    """Saves unless the previous save is under min_interval_s old."""
+    now = time.monotonic()
+    if now - self._last_save < self.min_interval_s:
+      return False
+    self._last_save = now
     # Host copies first: the jitted steps donate the device buffers.
     tree = jax.device_get(_state_tree(state, key))
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
+    return True
 
   def restore_latest(self, template_state, template_key,
                      log: Callable[[str], None] = print

@@ -19,9 +19,8 @@ L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
 EXECUTION_FIELDS = frozenset({
     'data_dir', 'manual_dir', 'download', 'epoch_mode', 'devices', 'vmap_seeds',
     'coordinator', 'num_processes', 'process_id', 'compile_cache_dir',
-    'compile_cache_gb',
-    'checkpoint_every_epochs',
-    'keep_checkpoints', 'allow_config_change', 'progress', 'tensorboard',
+    'compile_cache_gb', 'checkpoint_every_epochs', 'keep_checkpoints',
+    'checkpoint_min_interval_s', 'allow_config_change', 'progress', 'tensorboard',
     'diagnostics'})
 
 
@@ -123,7 +122,8 @@ def validate(config) -> None:
     _positive(config, field)
   _positive(config, 'keep_checkpoints')
   for field in ('weight_decay', 'rho', 'sp_sigma', 'l2_init_lambda', 'num_train',
-                'checkpoint_every_epochs', 'devices', 'compile_cache_gb'):
+                'checkpoint_every_epochs', 'devices', 'compile_cache_gb',
+                'checkpoint_min_interval_s'):
     if config[field] < 0:
       raise UserError(f'config.{field}={config[field]} must be >= 0')
   if config.coordinator not in ('', 'auto'):

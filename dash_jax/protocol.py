@@ -127,7 +127,8 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   state = fresh_state(init_key)
   experiments, first, progress, elapsed = [], 1, None, 0.0
   ckpts = checkpoint.RunCheckpoints(os.path.join(run_dir, 'checkpoints'),
-                                    keep=config.keep_checkpoints)
+                                    keep=config.keep_checkpoints,
+                                    min_interval_s=config.checkpoint_min_interval_s)
   restored = ckpts.restore_latest(state, key, log)
   if restored is not None:
     state, key, meta = restored

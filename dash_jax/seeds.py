@@ -71,7 +71,8 @@ def run_seeds(config, ds: data_lib.Dataset, specs, workdir, log=print) -> list[d
   experiments = [[] for _ in specs]
   first, progress, elapsed = 1, None, 0.0
   ckpts = checkpoint.RunCheckpoints(os.path.join(group_dir(workdir, specs), 'checkpoints'),
-                                    keep=config.keep_checkpoints)
+                                    keep=config.keep_checkpoints,
+                                    min_interval_s=config.checkpoint_min_interval_s)
   restored = ckpts.restore_latest(state, key, log)
   if restored is not None:
     state, key, meta = restored

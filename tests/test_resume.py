@@ -21,7 +21,8 @@ def _launch(workdir, tfds_dir, *overrides):
           '--config', os.path.join(ROOT, 'configs/default.py'), '--workdir', str(workdir),
           f'--config.data_dir={tfds_dir}', '--config.train_type=dash', '--config.seeds=0',
           '--config.num_chunks=4', '--config.max_epoch=25', '--config.width=32',
-          '--config.checkpoint_every_epochs=2', *overrides]
+          '--config.checkpoint_every_epochs=2', '--config.checkpoint_min_interval_s=0',
+          '--config.compile_cache_dir=', *overrides]
   env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true')
   return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
@@ -122,3 +123,21 @@ def test_nonfinite_loss_stops_the_run(tiny_config, tmp_path):
   msg = str(e.value)
   assert 'non-finite training loss' in msg and 'experiment 1' in msg and 'epoch' in msg
   assert not os.path.exists(tmp_path / 'dash-sgd-seed0' / 'results.json')
+
+
+def test_saves_closer_than_the_minimum_interval_are_skipped(tmp_path):
+  import jax
+  import jax.numpy as jnp
+  from dash_jax import checkpoint, models, optim, train
+  state = train.create_state(models.MLP(10, width=8), optim.sgd(0.1),
+                             jax.random.PRNGKey(0), (8, 8, 1), False)
+  key = jnp.zeros((2,), jnp.uint32)
+  ckpts = checkpoint.RunCheckpoints(str(tmp_path / 'c'), min_interval_s=3600)
+  assert ckpts.save(1, state, key, {'experiment': 1})
+  assert not ckpts.save(2, state, key, {'experiment': 2})  # too soon: skipped
+  ckpts.close()
+  assert sorted(os.listdir(tmp_path / 'c')) == ['1']
+  ckpts = checkpoint.RunCheckpoints(str(tmp_path / 'd'), min_interval_s=0)
+  assert ckpts.save(1, state, key, {}) and ckpts.save(2, state, key, {})
+  ckpts.close()
+  assert sorted(os.listdir(tmp_path / 'd')) == ['1', '2']
