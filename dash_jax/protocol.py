@@ -157,7 +157,8 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
         return interventions.Context(
             key=k, experiment=j, config=config, fresh_state=fresh_state,
             direction=lambda s: train.full_data_direction(
-                s, data, buffer_idx, j, config.dash_alpha, chunk_size=chunk_size),
+                s, data, buffer_idx, j, config.dash_alpha, chunk_size=chunk_size,
+                mode=mode),
             head=tuple(model_spec.head))
 
       if j >= 2 and training_type.before is not None and progress is None:

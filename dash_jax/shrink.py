@@ -77,6 +77,11 @@ def _as_dict(tree):
   return tree
 
 
+def ema_update(g, grads, alpha):
+  """One step of the direction's EMA: g <- (1 - alpha) g - alpha * grads."""
+  return jax.tree.map(lambda a, b: (1.0 - alpha) * a - alpha * b, g, grads)
+
+
 def ema_direction(grad_fn: Callable[[Any, Any], Any], params, batches, alpha):
   """g <- (1 - alpha) g + alpha * (-grad) over `batches` (oldest first).
 
@@ -86,8 +91,7 @@ def ema_direction(grad_fn: Callable[[Any, Any], Any], params, batches, alpha):
   get_batch, num = batches
 
   def body(i, g):
-    grads = grad_fn(params, get_batch(i))
-    return jax.tree.map(lambda a, b: (1.0 - alpha) * a - alpha * b, g, grads)
+    return ema_update(g, grad_fn(params, get_batch(i)), alpha)
 
   zeros = jax.tree.map(jnp.zeros_like, params)
   return jax.lax.fori_loop(0, num, body, zeros)
