@@ -26,6 +26,11 @@ IMPL = 'auto'  # 'auto', 'lax' or 'matmul'
 Padding = Sequence[tuple[int, int]]
 
 
+def cpu_path(impl: Optional[str] = None) -> bool:
+  """Whether the CPU implementations are in use (at trace time)."""
+  return _use_matmul(impl)
+
+
 def _use_matmul(impl: Optional[str]) -> bool:
   impl = impl or IMPL
   if impl == 'auto':
