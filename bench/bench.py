@@ -99,10 +99,13 @@ class JaxBench:
     order, step_key = self._fixed
     return np.asarray(self._loop_step(order, 0, step_key, jnp.zeros((2,), jnp.float32)))
 
-  def direction(self, chunk_size):
-    """DASH's full-data direction over all n examples in chunk-size batches."""
+  def direction(self, chunk_size, chunks=None):
+    """DASH's full-data direction over the first `chunks` chunk-size batches
+    (default: all n examples); the chunk count is traced, so one chunk
+    compiles the same program."""
     g = train.full_data_direction(self.state, self.data, self.buffer_idx,
-                                  self.n // chunk_size, 0.3, chunk_size=chunk_size)
+                                  chunks or self.n // chunk_size, 0.3,
+                                  chunk_size=chunk_size)
     return jax.block_until_ready(g)
 
 
@@ -161,8 +164,9 @@ class TorchBench:
   def step(self):
     return self._step(slice(0, self.batch_size))
 
-  def direction(self, chunk_size):
-    return self.ref.direction(self.model, self.x, self.y, chunk_size, 0.3)
+  def direction(self, chunk_size, chunks=None):
+    n = (chunks or self.n // chunk_size) * chunk_size
+    return self.ref.direction(self.model, self.x[:n], self.y[:n], chunk_size, 0.3)
 
 
 def setup_torch(threads):
@@ -174,11 +178,12 @@ def setup_torch(threads):
 # ------------------------------------------------------------- timing
 
 
-def interleaved(fns, repeats, warmup=1):
-  """{name: [seconds]}: every fn warmed up (compiles), then run in turn."""
-  for fn in fns.values():
+def interleaved(fns, repeats, warmup=1, warmups=None):
+  """{name: [seconds]}: every fn warmed up (compiles; `warmups` can give a
+  cheaper call that compiles the same), then run in turn."""
+  for name, fn in fns.items():
     for _ in range(warmup):
-      fn()
+      (warmups or {}).get(name, fn)()
   times = {name: [] for name in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
@@ -252,7 +257,9 @@ def bench_direction(table, sizes, repeats):
   jb = JaxBench('resnet18', shape, n, batch)
   tb = TorchBench('resnet18', shape, n, batch)
   t = interleaved({'dir': lambda: jb.direction(chunk), 'epoch': jb.loop_epoch,
-                   'tdir': lambda: tb.direction(chunk)}, repeats)
+                   'tdir': lambda: tb.direction(chunk)}, repeats,
+                  warmups={'dir': lambda: jb.direction(chunk, 1), 'epoch': jb.step,
+                           'tdir': lambda: tb.direction(chunk, 1)})
   table.add(f'd. DASH direction, ResNet-18, {n} images (jax) vs one jax epoch',
             med(t['dir']), med(t['epoch']), 1.0, unit='s',
             note=f'"torch" column here is the project\'s own training epoch '
@@ -273,6 +280,7 @@ def jax_protocol(quick, workdir):
   wall = time.perf_counter() - start
   res = out['dash-sgd-seed0']
   return {'wall_s': wall, 'steps': res['summary']['steps_total'],
+          'experiments_s': sum(e['wall_s'] for e in res['experiments']),
           'test_acc_last': res['summary']['test_acc_last']}
 
 
@@ -330,7 +338,9 @@ def bench_protocol(table, quick, repeats):
             note=f'steps taken jax {steps(jax_runs)}, torch {steps(torch_runs)}; '
                  f'last test acc jax {acc(jax_runs)}, torch {acc(torch_runs)}; JAX wall is '
                  f'dash_jax.run in a fresh process (data load, compiles, checkpoints '
-                 f'included), torch wall includes the same data load.')
+                 f'included; its experiments alone, as results.json times them: '
+                 f'{statistics.median(r["experiments_s"] for r in jax_runs):.2f} s), '
+                 f'torch wall includes the same data load.')
   return jax_runs, torch_runs
 
 
