@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import math
 import os
@@ -50,8 +51,9 @@ class JaxBench:
                seed=0):
     from configs.default import get_config
     config = get_config()
-    config.width = width
+    config.width, config.model = width, model_name
     self.model = models.get(model_name).build(config, 10)
+    self.mode = protocol.resolve_epoch_mode(config)  # what run_one would use
     self.n, self.batch_size = n, batch_size
     self.num_batches = math.ceil(n / batch_size)
     self.step_cfg = train.StepConfig(sam_rho=RHO if sam else None)
@@ -103,9 +105,11 @@ class JaxBench:
     """DASH's full-data direction over the first `chunks` chunk-size batches
     (default: all n examples); the chunk count is traced, so one chunk
     compiles the same program."""
+    extra = ({'mode': self.mode} if 'mode' in
+             inspect.signature(train.full_data_direction).parameters else {})
     g = train.full_data_direction(self.state, self.data, self.buffer_idx,
                                   chunks or self.n // chunk_size, 0.3,
-                                  chunk_size=chunk_size)
+                                  chunk_size=chunk_size, **extra)
     return jax.block_until_ready(g)
 
 
@@ -378,7 +382,7 @@ def main(argv=None):
     return None
   setup_torch(os.cpu_count())
   sizes = SIZES['quick' if args.quick else 'full']
-  repeats = args.repeats or (1 if args.quick else 5)
+  repeats = args.repeats or (1 if args.quick else 7)
   table, start = Table(), time.perf_counter()
   if 'a' in args.only:
     bench_mlp(table, sizes, repeats)
@@ -389,7 +393,7 @@ def main(argv=None):
   if 'd' in args.only:
     bench_direction(table, sizes, 1 if args.quick else 2)
   if 'e' in args.only:
-    bench_protocol(table, args.quick, 1 if args.quick else 2)
+    bench_protocol(table, args.quick, 1 if args.quick else 3)
   command = 'python bench/bench.py' + (' --quick' if args.quick else '') + (
       f' --only {args.only}' if args.only != 'abcde' else '')
   text = (f'# Benchmarks: dash-jax vs PyTorch eager\n\n'
