@@ -201,6 +201,10 @@ def med(ts, per=1):
   return statistics.median(ts) / per
 
 
+def _fmt(v):
+  return f'{v:.0f}' if v >= 100 else f'{v:.3g}'
+
+
 class Table:
   def __init__(self):
     self.rows, self.notes = [], []
@@ -208,7 +212,7 @@ class Table:
   def add(self, name, jax_s, torch_s, target, unit='ms', note=''):
     ratio = jax_s / torch_s
     met = '-' if target is None else ('yes' if ratio <= target else 'NO')
-    show = lambda t: (f'{t * 1e3:.3g} ms' if unit == 'ms' else f'{t:.3g} s')
+    show = lambda t: _fmt(t * 1e3 if unit == 'ms' else t) + f' {unit}'
     self.rows.append((name, show(jax_s), show(torch_s), f'{ratio:.2f}',
                       '-' if target is None else f'<= {target:.2g}', met))
     if note:
