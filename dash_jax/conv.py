@@ -1,12 +1,14 @@
 """Convolution and max-pool that are fast on XLA:CPU, lax everywhere else.
 
-XLA's CPU convolutions (and the select_and_scatter behind max-pool's
-gradient) are an order of magnitude slower than PyTorch's on the same cores:
-a ResNet-18 step at batch 128 took ~6 s against PyTorch's ~0.45 s. On CPU we
-therefore lower a conv to one matmul over patches built from kh*kw shifted,
-strided slices of the padded input (their gradient is pads and adds, where
-lax.conv_general_dilated_patches' gradient is again a conv), and a max-pool
-to a max over shifted slices with a hand-written gradient. On GPU/TPU the
+XLA's CPU convolutions are pathological at small spatial sizes (a 2x2,
+512-channel conv takes seconds), so a ResNet-18 step at batch 128 took
+~6-8 s on 2 cores against PyTorch eager's ~0.6 s. On CPU each conv is a
+custom-VJP op whose forward, input gradient and kernel gradient each use
+lax where XLA is fast (large outputs) and otherwise one matmul over patches
+built from kh*kw shifted, strided slices of the padded input (their gradient
+is pads and adds, where lax.conv_general_dilated_patches' gradient is again
+a conv); max-pool is a max over shifted slices with a hand-written gradient
+(select_and_scatter is slow). Now ~0.77 s (bench/README.md). On GPU/TPU the
 same modules call lax.conv_general_dilated / nn.max_pool (cuDNN).
 
 The path is chosen at trace time: `IMPL` ('auto' = by jax.default_backend(),
