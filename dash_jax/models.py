@@ -13,6 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dash_jax import batchnorm
+from dash_jax import conv as conv_lib
+
 # PyTorch's nn.Linear default: U(+-1/sqrt(fan_in)) for weight and bias.
 torch_linear_kernel = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
 
@@ -24,9 +27,10 @@ def torch_linear_bias(fan_in: int):
 
 
 def batch_norm(train: bool, name: str | None = None):
-  """PyTorch BatchNorm: momentum 0.1 (= Flax 0.9), eps 1e-5."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                      epsilon=1e-5, name=name)
+  """PyTorch BatchNorm: momentum 0.1 (= Flax 0.9), eps 1e-5. nn.BatchNorm's
+  variables and numbers, with a faster gradient on CPU (batchnorm.py)."""
+  return batchnorm.BatchNorm(use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, name=name)
 
 
 class TorchDense(nn.Module):
@@ -78,11 +82,12 @@ vgg_linear_kernel = nn.initializers.normal(0.01)
 
 def conv(features, kernel, stride=1, padding=0, bias=False, init=None, name=None):
   """nn.Conv2d with PyTorch's symmetric padding; kernel is (kh, kw, in, out).
-  Default init: Kaiming normal fan_out; bias (if any) zero."""
-  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((padding, padding), (padding, padding)), use_bias=bias,
-                 kernel_init=init or kaiming_fan_out,
-                 bias_init=nn.initializers.zeros, name=name)
+  Default init: Kaiming normal fan_out; bias (if any) zero. conv_lib.Conv is
+  nn.Conv's parameters with a fast path on CPU."""
+  return conv_lib.Conv(features, (kernel, kernel), strides=(stride, stride),
+                       padding=((padding, padding), (padding, padding)),
+                       use_bias=bias, kernel_init=init or kaiming_fan_out,
+                       bias_init=nn.initializers.zeros, name=name)
 
 
 class BasicBlock(nn.Module):
@@ -121,7 +126,7 @@ class ResNet18(nn.Module):
     x = conv(64, 3, 1, 1, init=init, name='conv1')(x)
     x = nn.relu(batch_norm(train, 'bn1')(x, mask=_bn_mask(mask, x)))
     if not self.sota:
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = conv_lib.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
     for stage, features in enumerate((64, 128, 256, 512)):
       for block in range(2):
         stride = 2 if (stage > 0 and block == 0) else 1
@@ -177,7 +182,7 @@ class VGG16(nn.Module):
     for v in VGG16_CFG:
       if v == 'M':
         pad = tuple((s % 2, s % 2) for s in x.shape[1:3])
-        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding=pad)
+        x = conv_lib.max_pool(x, (2, 2), (2, 2), pad)
       else:
         i += 1
         x = conv(v, 3, 1, 1, bias=True, name=f'conv{i}')(x)
