@@ -25,6 +25,10 @@ def test_direction_is_the_ema_of_a_plain_loop():
   buffer_idx = jnp.asarray(np.random.default_rng(1).permutation(40).astype(np.int32))
   alpha, chunk = 0.3, 10
   got = train.full_data_direction(state, data, buffer_idx, 3, alpha, chunk_size=chunk)
+  looped = train.full_data_direction(state, data, buffer_idx, 3, alpha, chunk_size=chunk,
+                                     mode='loop')
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(looped)):  # either mode
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
   g = jax.tree.map(jnp.zeros_like, state.params)
   for i in range(3):  # only the first 3 chunks of the buffer, oldest first
     idx = buffer_idx[i * chunk:(i + 1) * chunk]
