@@ -22,9 +22,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # tfds reports every file it opens
-  import tensorflow as tf
-  tf.config.set_visible_devices([], 'GPU')  # TF only reads data; JAX owns the GPU
-  import dash_jax
+  import dash_jax  # TensorFlow loads only to read a dataset, and hides the GPUs
   cli.run_or_fail(dash_jax.run, flags.FLAGS.config, flags.FLAGS.workdir)
 
 

@@ -149,17 +149,46 @@ def evaluate(model, x, y, batch_size=256):
   return correct / len(y)
 
 
+class PerSampleImages(torch.utils.data.Dataset):
+  """The original code's data path: a dataset of uint8 images whose
+  __getitem__ applies ToTensor + Normalize to one image at a time (what
+  torchvision's transforms do), batched by a DataLoader (num_workers=0)."""
+
+  def __init__(self, images, labels, mean, std):
+    self.images, self.labels = images, labels
+    self.mean = torch.as_tensor(np.asarray(mean, np.float32) / 255).view(-1, 1, 1)
+    self.std = torch.as_tensor(np.asarray(std, np.float32) / 255).view(-1, 1, 1)
+
+  def __len__(self):
+    return len(self.labels)
+
+  def __getitem__(self, i):
+    x = torch.from_numpy(self.images[i]).permute(2, 0, 1).float().div(255)
+    return (x - self.mean) / self.std, int(self.labels[i])
+
+
+def _tensor_batches(x, y, batch_size, generator):
+  """DataLoader(shuffle=True)'s order, by indexing whole tensors (faster)."""
+  perm = torch.randperm(len(y), generator=generator)
+  for start in range(0, len(y), batch_size):
+    idx = perm[start:start + batch_size]
+    yield x[idx], y[idx]
+
+
 def train_until_converged(model, opt, x, y, batch_size, max_epoch, converge_acc,
                           generator):
-  """DataLoader(shuffle=True) batches until the epoch's running accuracy
-  (mean of batch accuracies) reaches converge_acc; returns steps taken."""
-  steps, n = 0, len(y)
+  """Shuffled batches until the epoch's running accuracy (mean of batch
+  accuracies) reaches converge_acc; returns steps taken. `x` is a tensor
+  (batches by indexing) or a Dataset (batches from a DataLoader)."""
+  if isinstance(x, torch.utils.data.Dataset):
+    loader = torch.utils.data.DataLoader(x, batch_size=batch_size, shuffle=True,
+                                         generator=generator)
+    epoch = lambda: iter(loader)
+  else:
+    epoch = lambda: _tensor_batches(x, y, batch_size, generator)
+  steps = 0
   for _ in range(max_epoch):
-    perm = torch.randperm(n, generator=generator)
-    accs = []
-    for start in range(0, n, batch_size):
-      idx = perm[start:start + batch_size]
-      accs.append(train_step(model, opt, x[idx], y[idx]))
+    accs = [train_step(model, opt, bx, by) for bx, by in epoch()]
     steps += len(accs)
     if sum(accs) / len(accs) >= converge_acc:
       break
@@ -168,9 +197,11 @@ def train_until_converged(model, opt, x, y, batch_size, max_epoch, converge_acc,
 
 def dash_protocol(model, train_x, train_y, test_x, test_y, num_chunks, *,
                   batch_size, max_epoch, converge_acc, lr, momentum, lam, alpha,
-                  seed):
+                  seed, dataset=None):
   """The incremental protocol with DASH before experiments 2..J; the data is
-  in buffer order (chunk 1 first). Returns per-experiment (steps, test acc)."""
+  in buffer order (chunk 1 first). Returns per-experiment (steps, test acc).
+  With `dataset` (a PerSampleImages in the same order) training batches come
+  from a DataLoader over its first j chunks, as in the original code."""
   generator = torch.Generator().manual_seed(seed)
   opt = sgd(model, lr, momentum)
   chunk = len(train_y) // num_chunks
@@ -179,7 +210,8 @@ def dash_protocol(model, train_x, train_y, test_x, test_y, num_chunks, *,
     x, y = train_x[:j * chunk], train_y[:j * chunk]
     if j >= 2:
       dash_shrink(model, direction(model, x, y, chunk, alpha), lam)
-    steps = train_until_converged(model, opt, x, y, batch_size, max_epoch,
+    source = x if dataset is None else torch.utils.data.Subset(dataset, range(j * chunk))
+    steps = train_until_converged(model, opt, source, y, batch_size, max_epoch,
                                   converge_acc, generator)
     out.append((steps, evaluate(model, test_x, test_y)))
   return out

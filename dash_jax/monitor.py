@@ -8,7 +8,9 @@ the four hooks below; nothing here changes what a run computes.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
+import types
 
 from tqdm import auto as tqdm
 
@@ -21,6 +23,10 @@ class ScalarWriter:
   value), so a per-epoch scalar costs nothing next to the epoch."""
 
   def __init__(self, logdir):
+    # tensorboard writes files through TensorFlow when it is installed
+    # (~3 s to import); its 'notf' marker makes it use its own stub instead.
+    sys.modules.setdefault('tensorboard.compat.notf',
+                           types.ModuleType('tensorboard.compat.notf'))
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer import event_file_writer
     self._event, self._summary = event_pb2.Event, summary_pb2.Summary

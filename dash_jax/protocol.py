@@ -171,6 +171,7 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
           converge_acc=config.converge_acc, mode=mode, experiment=j,
           progress=progress, checkpoint_every=config.checkpoint_every_epochs,
           on_epoch=observer.on_epoch,
+          epochs_per_call=1 if config.diagnostics else train.EPOCHS_PER_CALL,
           on_checkpoint=lambda s, k, p: save(j, s, k, p, time.perf_counter() - start))
       progress, elapsed = None, 0.0
       test_acc, test_loss = np.asarray(train.evaluate(

@@ -305,39 +305,95 @@ class TrainStats:
   epochs: int
 
 
+EPOCHS_PER_CALL = 64  # most epochs one device_epochs call runs (its metrics buffer)
+
+
+def running_metrics(sums, num_batches):
+  """(acc, loss) of an epoch: its summed batch figures / batches, in float32
+  (the same division on host and device, so both stop at the same epoch)."""
+  return np.asarray(sums, np.float32) / np.float32(num_batches)
+
+
+def device_threshold(converge_acc: float) -> np.float32:
+  """The float32 t with (acc >= t) == (float(acc) >= converge_acc) for every
+  float32 acc: the device loop's convergence test equals the host's."""
+  t = np.float32(converge_acc)
+  return t if float(t) >= converge_acc else np.nextafter(t, np.float32(np.inf))
+
+
+@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
+                   donate_argnums=(0,))
+def device_epochs(state, key, data, buffer_idx, n, num_batches, first_epoch,
+                  max_epochs, threshold, *, step_cfg, batch_size):
+  """Up to `max_epochs` (<= EPOCHS_PER_CALL) epochs in one program, stopping
+  after the first whose running accuracy reaches `threshold` or whose loss is
+  not finite. Each epoch draws its order and keys from `key` exactly as
+  train_until_converged's host loop does. Returns the state, the key, the
+  number of epochs run and their (acc, loss) rows.
+  """
+  def body(carry):
+    state, key, i, metrics, _ = carry
+    key, epoch_key = jax.random.split(key)
+    order = epoch_order(epoch_key, buffer_idx, n, batch_size)
+    state, sums = _fori_epoch(state, data, order, n, num_batches, first_epoch + i,
+                              jax.random.fold_in(epoch_key, 1), step_cfg, batch_size)
+    acc_loss = sums / num_batches.astype(jnp.float32)
+    stop = (acc_loss[0] >= threshold) | ~jnp.isfinite(acc_loss[1])
+    return state, key, i + 1, metrics.at[i].set(acc_loss), stop
+
+  def cond(carry):
+    return (~carry[4]) & (carry[2] < max_epochs)
+
+  metrics = jnp.zeros((EPOCHS_PER_CALL, 2), jnp.float32)
+  state, key, count, metrics, _ = jax.lax.while_loop(
+      cond, body, (state, key, jnp.int32(0), metrics, jnp.bool_(False)))
+  return state, key, count, metrics
+
+
 def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
                           batch_size, max_epoch, converge_acc, mode='scan',
                           experiment=0, on_epoch=None, progress=None,
-                          checkpoint_every=0, on_checkpoint=None):
+                          checkpoint_every=0, on_checkpoint=None,
+                          epochs_per_call=EPOCHS_PER_CALL):
   """Epochs of shuffled batches until the epoch's running train accuracy
-  reaches `converge_acc` or `max_epoch` epochs ran. One host sync per epoch;
-  `on_epoch(epochs_done, acc, loss, state)` runs after each (progress, logs).
+  reaches `converge_acc` or `max_epoch` epochs ran.
 
-  `progress` resumes an interrupted experiment; every `checkpoint_every`
-  epochs (if not finished) `on_checkpoint(state, key, progress)` is called.
+  mode 'scan': up to `epochs_per_call` epochs a device call (device_epochs),
+  one host sync a call; 'loop': one jitted step a batch, one sync an epoch.
+  `on_epoch(epochs_done, acc, loss, state)` runs for each epoch (progress,
+  logs; `state` is the one after the call, so per-epoch state needs
+  epochs_per_call=1). `progress` resumes an interrupted experiment; every
+  `checkpoint_every` epochs (if not finished) `on_checkpoint(state, key,
+  progress)` is called.
   """
   num_batches = math.ceil(n / batch_size)
   progress = dataclasses.replace(progress) if progress else Progress()
+  threshold = device_threshold(converge_acc)
   done = False
   while not done:
-    key, epoch_key = jax.random.split(key)
-    order = epoch_order(epoch_key, buffer_idx, n, batch_size)
-    step_key = jax.random.fold_in(epoch_key, 1)  # augmentation and dropout
     if mode == 'scan':
-      state, sums = scan_epoch(state, data, order, n, num_batches,
-                               step_cfg=step_cfg, batch_size=batch_size,
-                               epoch=progress.epochs, key=step_key)
+      cap = min(epochs_per_call, EPOCHS_PER_CALL, max_epoch - progress.epochs)
+      if checkpoint_every:
+        cap = min(cap, checkpoint_every - progress.epochs % checkpoint_every)
+      state, key, count, metrics = device_epochs(
+          state, key, data, buffer_idx, n, num_batches, progress.epochs, cap,
+          threshold, step_cfg=step_cfg, batch_size=batch_size)
+      rows = np.asarray(metrics)[:int(count)]
     else:
+      key, epoch_key = jax.random.split(key)
+      order = epoch_order(epoch_key, buffer_idx, n, batch_size)
+      step_key = jax.random.fold_in(epoch_key, 1)  # augmentation and dropout
       sums = jnp.zeros((2,), jnp.float32)
       for b in range(num_batches):
         state, sums = loop_step(state, sums, data, order, b, n,
                                 step_cfg=step_cfg, batch_size=batch_size,
                                 epoch=progress.epochs, num_batches=num_batches,
                                 key=step_key)
-    acc, loss = (np.asarray(sums) / num_batches).tolist()
-    record_epoch(progress, acc, loss, experiment)
-    if on_epoch is not None:
-      on_epoch(progress.epochs, acc, loss, state)
+      rows = [running_metrics(sums, num_batches)]
+    for acc, loss in np.asarray(rows, np.float32).tolist():
+      record_epoch(progress, acc, loss, experiment)
+      if on_epoch is not None:
+        on_epoch(progress.epochs, acc, loss, state)
     done = progress.converged(converge_acc, max_epoch)
     if not done and checkpoint_due(progress, checkpoint_every, on_checkpoint):
       on_checkpoint(state, key, dataclasses.replace(progress))
@@ -383,7 +439,7 @@ def train_seeds_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
     states, keys, sums = seeds_epoch(
         states, keys, jnp.asarray([not d for d in done]), data, buffer_idx, n,
         num_batches, step_cfg=step_cfg, batch_size=batch_size, epoch=epoch)
-    sums = np.asarray(sums) / num_batches
+    sums = running_metrics(sums, num_batches)
     for i, p in enumerate(progress):
       if done[i]:
         continue

@@ -136,3 +136,28 @@ def test_tiny_imagenet_builds_from_folder_and_from_zip(tmp_path):
   os.rename(zipped / tiny_imagenet.ARCHIVE, zipped / 'moved.zip')
   again = data.load(_config('tiny_imagenet', tmp_path / 'tfds_b', manual_dir=str(zipped)))
   np.testing.assert_array_equal(np.sort(again.test_y), np.sort(ds_zip.test_y))
+
+
+def test_prepared_splits_are_kept_as_arrays(tmp_path):
+  """The first load reads tfds records (TensorFlow) and keeps the arrays
+  beside them; later loads read those, a damaged file is read again."""
+  config = _config('digits', tmp_path)
+  first = data.load(config)
+  folder = tmp_path / 'dash_digits' / '1.0.0'
+  kept = sorted(p.name for p in folder.glob('dash_jax-*.npz'))
+  assert kept == ['dash_jax-test.npz', 'dash_jax-train.npz']
+  with np.load(folder / 'dash_jax-train.npz') as f:
+    np.testing.assert_array_equal(f['x'], first.train_x)
+    np.testing.assert_array_equal(f['y'], first.train_y)
+  (folder / 'dash_jax-test.npz').write_bytes(b'not an npz')
+  again = data.load(config)
+  np.testing.assert_array_equal(again.test_x, first.test_x)
+  np.testing.assert_array_equal(again.train_y, first.train_y)
+  with np.load(folder / 'dash_jax-test.npz') as f:  # rewritten
+    np.testing.assert_array_equal(f['y'], first.test_y)
+
+
+def test_mock_data_is_never_kept(mock_tfds, tmp_path):
+  with mock_tfds(num_examples=12):
+    data.load(_config('cifar10', tmp_path))
+  assert not list(tmp_path.rglob('*.npz'))

@@ -87,3 +87,41 @@ def test_nonfinite_loss_stops_loudly():
     assert 'experiment 4' in str(e) and 'learning_rate' in str(e)
   else:
     raise AssertionError('no NonFiniteLoss')
+
+
+def test_device_epochs_stop_where_the_host_loop_stops():
+  """Epochs run on the device in calls of up to EPOCHS_PER_CALL; each
+  experiment stops at the same epoch, with the same numbers, whether the
+  device runs 1, 4 or 64 epochs a call, and as the per-step host loop."""
+  kw = dict(step_cfg=train.StepConfig(), batch_size=16, max_epoch=40, converge_acc=0.6)
+  runs = {}
+  for name, mode, per_call, every in (('1', 'scan', 1, 0), ('64', 'scan', 64, 0),
+                                      ('4+ckpt', 'scan', 4, 6), ('loop', 'loop', 64, 0)):
+    state, data = _setup()
+    epochs, saved = [], []
+    s, key, st = train.train_until_converged(
+        state, jax.random.PRNGKey(3), data, jnp.arange(40, dtype=jnp.int32), 37,
+        mode=mode, epochs_per_call=per_call, checkpoint_every=every,
+        on_checkpoint=lambda s, k, p: saved.append(p.epochs),
+        on_epoch=lambda e, acc, loss, s: epochs.append((e, acc, loss)), **kw)
+    runs[name] = (st, epochs, s, key, saved)
+  st, epochs, s, key, _ = runs['64']
+  assert 1 < st.epochs < 40 and epochs[-1][1] >= 0.6 > max(a for _, a, _ in epochs[:-1])
+  assert [e for e, _, _ in epochs] == list(range(1, st.epochs + 1))
+  for other in ('1', '4+ckpt', 'loop'):
+    st2, epochs2, s2, key2, _ = runs[other]
+    assert (st2.epochs, st2.steps) == (st.epochs, st.steps), other
+    np.testing.assert_allclose(np.asarray(epochs2)[:, 1:], np.asarray(epochs)[:, 1:],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(key2, key)
+    for a, b in zip(jax.tree.leaves(s2.params), jax.tree.leaves(s.params)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  assert runs['4+ckpt'][4] == [e for e in (6, 12, 18, 24, 30, 36) if e < st.epochs]
+
+
+def test_device_threshold_matches_the_host_comparison():
+  for c in (0.999, 0.6, 0.55, 1.0, 0.1, 0.3):
+    t = train.device_threshold(c)
+    for acc in np.nextafter(np.float32(c), np.float32([-1, 2]))[:, None] + [0]:
+      for a in np.concatenate([acc, [np.float32(c)]]).astype(np.float32):
+        assert (a >= t) == (float(a) >= c), (c, a, t)
