@@ -27,6 +27,8 @@ def test_jax_side_units_run():
   mlp = bench.JaxBench('mlp', (8, 8, 1), 20, 8, width=16)
   for metrics in (mlp.scan_epoch(), mlp.loop_epoch(), mlp.step()):
     assert metrics.shape == (2,) and np.all(np.isfinite(metrics))
+  rows = mlp.device_epochs(3)[:3]  # three epochs, one call
+  assert np.all(np.isfinite(rows)) and np.all(rows[:, 0] <= 1)
   net = bench.JaxBench('resnet18', (8, 8, 3), 8, 4, sam=True)
   assert np.all(np.isfinite(net.step()))
   direction = net.direction(chunk_size=4)
@@ -41,4 +43,4 @@ def test_smoke_mode_writes_table(tmp_path):
   table = _bench().main(['--quick', '--only', 'abcd', '--out', str(out)])
   text = out.read_text()
   assert '| benchmark | jax (median) | torch (median) |' in text
-  assert len(table.rows) == 6 and 'Machine:' in text
+  assert len(table.rows) == 7 and 'Machine:' in text
