@@ -74,6 +74,19 @@ def make_model(config, num_classes):
   return _model(config.model, config.to_json(), num_classes)
 
 
+def open_checkpoints(config, folder, state, key, mesh, log):
+  """The run's (or seed group's) checkpoint manager in folder/checkpoints and
+  its newest readable (state, key, meta) on the mesh, or None."""
+  ckpts = checkpoint.RunCheckpoints(os.path.join(folder, 'checkpoints'),
+                                    keep=config.keep_checkpoints,
+                                    min_interval_s=config.checkpoint_min_interval_s)
+  restored = ckpts.restore_latest(state, key, log)
+  if restored is not None:
+    state, key, meta = restored
+    restored = (*parallel.replicate((state, key), mesh), meta)
+  return ckpts, restored
+
+
 def step_config(config, spec, ds) -> train.StepConfig:
   """What the run's training type, optimizer and recipe compile into the step."""
   return train.StepConfig(
@@ -126,13 +139,9 @@ def run_one(config, ds: data_lib.Dataset, spec: config_lib.RunSpec, run_dir: str
   key, init_key = jax.random.split(key)
   state = fresh_state(init_key)
   experiments, first, progress, elapsed = [], 1, None, 0.0
-  ckpts = checkpoint.RunCheckpoints(os.path.join(run_dir, 'checkpoints'),
-                                    keep=config.keep_checkpoints,
-                                    min_interval_s=config.checkpoint_min_interval_s)
-  restored = ckpts.restore_latest(state, key, log)
+  ckpts, restored = open_checkpoints(config, run_dir, state, key, mesh, log)
   if restored is not None:
     state, key, meta = restored
-    state, key = parallel.replicate((state, key), mesh)
     experiments, first = meta['experiments'], meta['experiment']
     if meta['progress'] is not None:  # stopped inside experiment `first`
       progress, elapsed = train.Progress(**meta['progress']), meta['elapsed']

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dash_jax import checkpoint, compiles, interventions, models, monitor, parallel, train
+from dash_jax import compiles, interventions, models, monitor, parallel, train
 from dash_jax import data as data_lib
 from dash_jax import protocol
 
@@ -70,13 +70,10 @@ def run_seeds(config, ds: data_lib.Dataset, specs, workdir, log=print) -> list[d
 
   experiments = [[] for _ in specs]
   first, progress, elapsed = 1, None, 0.0
-  ckpts = checkpoint.RunCheckpoints(os.path.join(group_dir(workdir, specs), 'checkpoints'),
-                                    keep=config.keep_checkpoints,
-                                    min_interval_s=config.checkpoint_min_interval_s)
-  restored = ckpts.restore_latest(state, key, log)
+  ckpts, restored = protocol.open_checkpoints(config, group_dir(workdir, specs), state,
+                                             key, mesh, log)
   if restored is not None:
     state, key, meta = restored
-    state, key = parallel.replicate((state, key), mesh)
     experiments, first = meta['experiments'], meta['experiment']
     if meta['progress'] is not None:
       progress = [train.Progress(**p) for p in meta['progress']]
