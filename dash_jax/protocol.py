@@ -245,8 +245,7 @@ def check_workdir(config, workdir, specs, log=print):
     path = os.path.join(run_dir, RUN_CONFIG)
     if not os.path.exists(path):
       continue
-    with open(path) as f:
-      saved = json.load(f)
+    saved = _read_json(path)
     diff = config_lib.differing_fields(saved, run_config(config, spec).to_dict())
     if not diff:
       continue
@@ -297,7 +296,8 @@ def run(config, workdir: str, log=print) -> dict:
   hosts.barrier('runs finished')
   if not hosts.is_main:  # the main process writes the launch's tables
     return all_results
-  all_results = {s.name: _read_json(os.path.join(workdir, s.name, RESULTS)) for s in specs}
+  all_results = {s.name: all_results.get(s.name) or  # other processes' runs from disk
+                 _read_json(os.path.join(workdir, s.name, RESULTS)) for s in specs}
   table = summary.write(workdir, list(all_results.values()))
   log(table)
   rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
@@ -314,8 +314,7 @@ def _run_all(config, ds, specs, workdir, log) -> dict:
     results_path = os.path.join(run_dir, RESULTS)
     if os.path.exists(results_path):
       log(f'run {i}/{len(specs)}: {spec.name} finished earlier; reading {results_path}')
-      with open(results_path) as f:
-        all_results[spec.name] = json.load(f)
+      all_results[spec.name] = _read_json(results_path)
       continue
     log(f'run {i}/{len(specs)}: {spec.name}')
     write_json(os.path.join(run_dir, RUN_CONFIG), run_config(config, spec).to_dict())
@@ -332,8 +331,7 @@ def _run_seed_groups(config, ds, specs, workdir, log) -> dict:
     path = os.path.join(workdir, spec.name, RESULTS)
     if os.path.exists(path):
       log(f'{spec.name} finished earlier; reading {path}')
-      with open(path) as f:
-        all_results[spec.name] = json.load(f)
+      all_results[spec.name] = _read_json(path)
     else:
       groups.setdefault((spec.train_type, spec.optimizer), []).append(spec)
   for i, group in enumerate(groups.values(), 1):

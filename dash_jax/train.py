@@ -184,6 +184,17 @@ def scan_epoch(state, data, order, n, num_batches, *, step_cfg, batch_size,
                      batch_size)
 
 
+def _keyed_epoch(state, key, data, buffer_idx, n, num_batches, epoch, step_cfg,
+                 batch_size):
+  """One epoch drawn from `key` as train_until_converged's host loop draws it
+  (split, order, fold_in); returns the state, the next key and the sums."""
+  key, epoch_key = jax.random.split(key)
+  order = epoch_order(epoch_key, buffer_idx, n, batch_size)
+  state, sums = _fori_epoch(state, data, order, n, num_batches, epoch,
+                            jax.random.fold_in(epoch_key, 1), step_cfg, batch_size)
+  return state, key, sums
+
+
 # Seeds stack on axis 0 of the state, keys, labels and buffer; images are shared.
 SEED_DATA_AXES = {'train_x': None, 'train_y': 0, 'mean': None, 'std': None}
 
@@ -199,11 +210,8 @@ def seeds_epoch(states, keys, active, data, buffer_idx, n, num_batches, *,
   stays where its own convergence stopped it while the others go on.
   """
   def one(state, key, active, data, buffer_idx):
-    next_key, epoch_key = jax.random.split(key)
-    order = epoch_order(epoch_key, buffer_idx, n, batch_size)
-    new_state, sums = _fori_epoch(state, data, order, n, num_batches, epoch,
-                                  jax.random.fold_in(epoch_key, 1), step_cfg,
-                                  batch_size)
+    new_state, next_key, sums = _keyed_epoch(state, key, data, buffer_idx, n,
+                                             num_batches, epoch, step_cfg, batch_size)
     keep = lambda new, old: jnp.where(active, new, old)
     return jax.tree.map(keep, new_state, state), keep(next_key, key), sums
   return jax.vmap(one, in_axes=(0, 0, 0, SEED_DATA_AXES, 0))(
@@ -333,10 +341,8 @@ def device_epochs(state, key, data, buffer_idx, n, num_batches, first_epoch,
   """
   def body(carry):
     state, key, i, metrics, _ = carry
-    key, epoch_key = jax.random.split(key)
-    order = epoch_order(epoch_key, buffer_idx, n, batch_size)
-    state, sums = _fori_epoch(state, data, order, n, num_batches, first_epoch + i,
-                              jax.random.fold_in(epoch_key, 1), step_cfg, batch_size)
+    state, key, sums = _keyed_epoch(state, key, data, buffer_idx, n, num_batches,
+                                    first_epoch + i, step_cfg, batch_size)
     acc_loss = sums / num_batches.astype(jnp.float32)
     stop = (acc_loss[0] >= threshold) | ~jnp.isfinite(acc_loss[1])
     return state, key, i + 1, metrics.at[i].set(acc_loss), stop
