@@ -13,6 +13,8 @@ import threading
 import jax
 from jax import monitoring
 
+from dash_jax.errors import UserError
+
 _EVENT = '/jax/core/compile/backend_compile_duration'
 _lock = threading.Lock()
 _totals = {'count': 0, 'seconds': 0.0}
@@ -67,7 +69,12 @@ def use_disk_cache(directory: str, max_gb: float) -> None:
   if not directory:
     return
   directory = os.path.expanduser(directory)
-  os.makedirs(directory, exist_ok=True)
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise UserError(f'cannot create compile_cache_dir {directory} ({e.strerror}); '
+                    f"pass a writable --config.compile_cache_dir, or '' to turn "
+                    f'the cache off') from None
   jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)

@@ -28,3 +28,13 @@ def test_later_experiments_compile_nothing(tiny_config, tmp_path):
     assert all(e['compiles'] == 0 for e in exps[2:]), [e['compiles'] for e in exps]
     assert res[run]['summary']['compiles_total'] == sum(e['compiles'] for e in exps)
   assert res['dash-sgd-seed0']['experiments'][0]['compiles'] > 0  # the first compiles
+
+
+def test_unwritable_cache_dir_is_a_one_line_error(tmp_path):
+  import pytest
+  from dash_jax.errors import UserError
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  with pytest.raises(UserError, match='cannot create compile_cache_dir') as e:
+    compiles.use_disk_cache(str(blocker / 'cache'), 1.0)
+  assert '\n' not in str(e.value)
