@@ -35,7 +35,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dash_jax import models, optim, protocol, train  # noqa: E402
+from dash_jax import assembly, models, optim, train  # noqa: E402
 
 LR, MOMENTUM, RHO = 0.01, 0.9, 0.1
 
@@ -53,7 +53,7 @@ class JaxBench:
     config = get_config()
     config.width, config.model = width, model_name
     self.model = models.get(model_name).build(config, 10)
-    self.mode = protocol.resolve_epoch_mode(config)  # what run_one would use
+    self.mode = assembly.epoch_mode(config)  # what a launch would use
     self.n, self.batch_size = n, batch_size
     self.num_batches = math.ceil(n / batch_size)
     self.step_cfg = train.StepConfig(sam_rho=RHO if sam else None)
@@ -72,23 +72,25 @@ class JaxBench:
     return order, jax.random.fold_in(epoch_key, 1)
 
   def scan_epoch(self):
-    """One epoch as train_until_converged runs it in mode 'scan' (order,
-    compiled loop, host sync of the metrics)."""
-    order, step_key = self._order()
-    self.state, sums = train.scan_epoch(
-        self.state, self.data, order, self.n, self.num_batches,
-        step_cfg=self.step_cfg, batch_size=self.batch_size, key=step_key)
-    return np.asarray(sums)
+    """One epoch as train_until_converged runs it in mode 'scan' with one
+    epoch a call (order, compiled loop, host sync of the metrics)."""
+    return self.device_epochs(1)[0]
 
   def device_epochs(self, epochs):
     """`epochs` epochs as train_until_converged runs them in mode 'scan':
-    one device_epochs call (orders, compiled loops, metrics), one host sync;
-    the threshold is out of reach so every epoch runs."""
-    self.state, self.key, count, metrics = train.device_epochs(
-        self.state, self.key, self.data, self.buffer_idx, self.n, self.num_batches,
+    one device_epochs call (orders, compiled loops, metrics) on a group of
+    one seed, one host sync; the threshold is out of reach so every epoch runs."""
+    if not hasattr(self, '_group_data'):
+      self._group_data = (dict(self.data, train_y=self.data['train_y'][None]),
+                          self.buffer_idx[None], jnp.ones((1,), bool))
+    data, buffer_idx, active = self._group_data
+    states, keys = jax.tree.map(lambda x: x[None], (self.state, self.key))
+    states, keys, count, metrics, _ = train.device_epochs(
+        states, keys, active, data, buffer_idx, self.n, self.num_batches,
         0, epochs, np.float32(2.0), step_cfg=self.step_cfg, batch_size=self.batch_size)
+    self.state, self.key = train.take_seed(states, 0), keys[0]
     assert int(count) == epochs
-    return np.asarray(metrics)
+    return np.asarray(metrics)[:, 0]
 
   def loop_epoch(self):
     """One epoch as in mode 'loop' (one dispatched jitted step per batch)."""
@@ -254,9 +256,9 @@ def bench_mlp(table, sizes, repeats):
             note=f'JAX: one `device_epochs` call ({epochs} epochs of {nb} batches: orders, '
                  f'compiled loops, metrics, one host sync) / {epochs * nb}; torch: '
                  f'{epochs} epochs of index-batched steps / {epochs * nb}.')
-  table.add(f'a. MLP step, one epoch a call (scan_epoch of {n}, per step)',
+  table.add(f'a. MLP step, one epoch a call (device_epochs of 1 epoch, {n}, per step)',
             med(t['scan'], nb), med(t['torch_epoch'], nb), None,
-            note=f'JAX: one `scan_epoch` call ({nb} batches, order + compiled loop + '
+            note=f'JAX: one one-epoch `device_epochs` call ({nb} batches, order + compiled loop + '
                  f'metrics sync) / {nb}, as with diagnostics on; torch: one epoch / {nb}.')
   t = interleaved({'step': jb.step, 'torch_step': tb.step}, repeats * 10)
   table.add('a. MLP step, one dispatched jitted step (loop_step)', med(t['step']),
@@ -332,9 +334,9 @@ def torch_protocol(quick, loader='dataloader'):
   config = protocol_config(quick)
   start = time.perf_counter()
   ds = data_lib.load(config)
-  mean, std = protocol.normalisation(config, ds)
+  mean, std = assembly.normalisation(config, ds)
   labels = data_lib.noisy_labels(ds.train_y, config.label_noise, ds.num_classes, 0)
-  buffer, _ = protocol.chunk_buffer(len(labels), config.num_chunks, 0)
+  buffer, _ = assembly.chunk_buffer(len(labels), config.num_chunks, 0)
   prep = lambda x: torch.from_numpy(((x.astype(np.float32) - mean) / std).reshape(len(x), -1))
   torch.manual_seed(0)
   model = torch_ref.MLP(int(np.prod(ds.input_shape)), config.width, ds.num_classes)

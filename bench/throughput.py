@@ -29,7 +29,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dash_jax import models, optim, train  # noqa: E402
+from dash_jax import assembly, models, optim, train  # noqa: E402
 
 # Dense (no sparsity) TF32 tensor-core peak, TFLOP/s, by jax device_kind.
 PEAK_TFLOPS = {
@@ -59,7 +59,8 @@ def measure(step_cfg, steps, repeats, batch_size=128):
       'mean': np.full((3,), 125.0, np.float32), 'std': np.full((3,), 63.0, np.float32)})
   buffer_idx = jnp.arange(n, dtype=jnp.int32)
   order = train.epoch_order(jax.random.PRNGKey(1), buffer_idx, n, batch_size)
-  scan = jax.default_backend() != 'cpu'  # as protocol.resolve_epoch_mode
+  scan = jax.default_backend() != 'cpu'  # as assembly.epoch_mode for convnets
+  group_data = dict(data, train_y=data['train_y'][None])  # a group of one seed
 
   flops = None
   try:
@@ -73,8 +74,12 @@ def measure(step_cfg, steps, repeats, batch_size=128):
 
   def epoch(state):
     if scan:
-      state, sums = train.scan_epoch(state, data, order, n, steps, step_cfg=step_cfg,
-                                     batch_size=batch_size)
+      states, keys = jax.tree.map(lambda x: x[None], (state, jax.random.PRNGKey(2)))
+      states, _, _, sums, _ = train.device_epochs(
+          states, keys, jnp.ones((1,), bool), group_data, buffer_idx[None], n, steps,
+          0, 1, np.float32(2.0), step_cfg=step_cfg, batch_size=batch_size,
+          block=assembly.SCAN_BLOCK_ACCELERATOR)
+      state = train.take_seed(states, 0)
     else:
       sums = jnp.zeros((2,), jnp.float32)
       for b in range(steps):

@@ -1,7 +1,7 @@
 """dash-jax: DASH (Direction-Aware SHrinking) and the warm-start protocol in JAX."""
 
 
-def run(config, workdir):
+def run(config, workdir, log=print):
   """Run a launch (every train_type x optimizer x seed) into `workdir`."""
-  from dash_jax import protocol
-  return protocol.run(config, workdir)
+  from dash_jax import runs
+  return runs.run(config, workdir, log)

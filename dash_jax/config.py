@@ -1,10 +1,6 @@
 """Config checks that run before any compute, so a typo costs seconds."""
 from __future__ import annotations
 
-import dataclasses
-import itertools
-from typing import Iterator
-
 from dash_jax.errors import UserError
 
 OPTIMIZERS = ('sgd', 'sam')
@@ -21,14 +17,18 @@ EXECUTION_FIELDS = frozenset({
     'coordinator', 'num_processes', 'process_id', 'compile_cache_dir',
     'compile_cache_gb', 'checkpoint_every_epochs', 'keep_checkpoints',
     'checkpoint_min_interval_s', 'allow_config_change', 'progress', 'tensorboard',
-    'diagnostics'})
+    'diagnostics', 'scan_block'})
+
+
+# Written into run configs by earlier versions; implied by `seeds` there.
+_DERIVED_FIELDS = frozenset({'seed'})
 
 
 def differing_fields(saved: dict, current: dict) -> list[str]:
   """'field: old -> new' for each result-affecting field that differs."""
   out = []
   for field in sorted(set(saved) | set(current)):
-    if field in EXECUTION_FIELDS:
+    if field in EXECUTION_FIELDS or field in _DERIVED_FIELDS:
       continue
     old, new = saved.get(field, '(absent)'), current.get(field, '(absent)')
     if old != new:
@@ -52,27 +52,6 @@ def parse_list(value, cast=str, field='value') -> list:
   if len(set(out)) != len(out):
     raise UserError(f'config.{field}={value!r} lists a value twice; list each once')
   return out
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-  """One run of the protocol: the single values it was launched with."""
-  train_type: str
-  optimizer: str
-  seed: int
-
-  @property
-  def name(self) -> str:
-    return f'{self.train_type}-{self.optimizer}-seed{self.seed}'
-
-
-def run_specs(config) -> Iterator[RunSpec]:
-  """Every combination of the listed training types, optimizers and seeds."""
-  for tt, opt, seed in itertools.product(
-      parse_list(config.train_type, str, 'train_type'),
-      parse_list(config.optimizer, str, 'optimizer'),
-      parse_list(config.seeds, int, 'seeds')):
-    yield RunSpec(tt, opt, seed)
 
 
 def _choice(config, field, valid):
@@ -123,7 +102,7 @@ def validate(config) -> None:
   _positive(config, 'keep_checkpoints')
   for field in ('weight_decay', 'rho', 'sp_sigma', 'l2_init_lambda', 'num_train',
                 'checkpoint_every_epochs', 'devices', 'compile_cache_gb',
-                'checkpoint_min_interval_s'):
+                'checkpoint_min_interval_s', 'scan_block'):
     if config[field] < 0:
       raise UserError(f'config.{field}={config[field]} must be >= 0')
   if config.coordinator not in ('', 'auto'):
@@ -131,6 +110,3 @@ def validate(config) -> None:
     if not 0 <= config.process_id < config.num_processes:
       raise UserError(f'config.process_id={config.process_id} is outside [0, '
                       f'{config.num_processes}); give each process its own id')
-  if config.get('vmap_seeds', False) and config.diagnostics:
-    raise UserError('config.diagnostics=True needs one seed a program; drop '
-                    '--config.vmap_seeds=True or --config.diagnostics=True')

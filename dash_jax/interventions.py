@@ -1,8 +1,9 @@
 """Training types: what happens to the train state between experiments.
 
 Each is a pure function `(state, ctx) -> state`, run before an experiment
-(j >= 2) or after each one; l2_init is instead a loss term. Adding a training
-type is one function and one registry line.
+(j >= 2) or after each one, or a loss term (l2_init). A training type names
+its label and builds its own typed hyper-parameters from the config; adding
+one is its functions and one registry line.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ class Context:
   """What an intervention may use, supplied by the protocol."""
   key: jax.Array  # fresh for this call
   experiment: int  # 1-based index of the experiment just run / about to run
-  config: Any
+  hparams: Any  # the training type's own, from TrainingType.hparams
   fresh_state: Callable[[jax.Array], Any]  # key -> brand-new TrainState
-  direction: Callable[[Any], Any]  # state -> negative full-data gradient
+  # (state, alpha) -> EMA of negative gradients over the experiment's data
+  direction: Callable[[Any, float], Any]
   head: tuple  # top-level param names of the classifier head
 
 
@@ -59,10 +61,20 @@ def _map_layers(params, fn):
   return out
 
 
+@dataclasses.dataclass(frozen=True)
+class ShrinkPerturb:
+  lam: float
+  sigma: float
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(config.sp_lambda, config.sp_sigma)
+
+
 def shrink_perturb(state, ctx):
   """Ash & Adams: w <- lambda w + N(0, sigma^2) on conv/linear weights and
   biases; normalisation layers untouched; optimizer state kept."""
-  lam, sigma = ctx.config.sp_lambda, ctx.config.sp_sigma
+  lam, sigma = ctx.hparams.lam, ctx.hparams.sigma
   leaves = []
   _map_layers(state.params, lambda w: leaves.append(w) or w)
   keys = iter(jax.random.split(ctx.key, max(len(leaves), 1)))
@@ -71,10 +83,22 @@ def shrink_perturb(state, ctx):
   return state.replace(params=params)
 
 
+@dataclasses.dataclass(frozen=True)
+class Dash:
+  lam: float  # shrink floor: scale = clip(cos, lam, 1)
+  alpha: float  # EMA weight of the newest batch's gradient
+  per: str  # 'kernel' (original code) or 'neuron' (paper text)
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(config.dash_lambda, config.dash_alpha, config.dash_per)
+
+
 def dash(state, ctx):
   """Shrink by alignment with the full-data direction, then train warm."""
-  params = shrink.dash_shrink_jit(state.params, ctx.direction(state),
-                                  ctx.config.dash_lambda, per=ctx.config.dash_per)
+  hp = ctx.hparams
+  params = shrink.dash_shrink_jit(state.params, ctx.direction(state, hp.alpha),
+                                  hp.lam, per=hp.per)
   return state.replace(params=params)
 
 
@@ -104,6 +128,10 @@ class L2Init:
   lam: float
   form: str = 'sum_norm_sq'
 
+  @classmethod
+  def from_config(cls, config):
+    return cls(config.l2_init_lambda, config.l2_init_form)
+
   def __call__(self, params, init):
     pairs = zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(init))
     if self.form == 'sum_norm_sq':
@@ -112,26 +140,35 @@ class L2Init:
     return self.lam * sum(jnp.sum(jnp.square(p - q)) for (_, p), q in pairs)
 
 
+def _no_hparams(config):
+  del config
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingType:
+  label: str  # as the paper's tables name it
   before: Optional[Callable] = None  # before experiment j >= 2
   after: Optional[Callable] = None  # after every experiment
-  regularized: bool = False  # adds the l2_init loss term
+  hparams: Callable[[Any], Any] = _no_hparams  # config -> this type's values
+  regularizer: Optional[Callable[[Any], Callable]] = None  # hparams -> loss term
+
+  def regularizer_for(self, config):
+    """The loss term (params, init_params) -> scalar this type adds, or None."""
+    return None if self.regularizer is None else self.regularizer(self.hparams(config))
 
 
+# Paper order (tables and figures follow it).
 TRAINING_TYPES: dict[str, TrainingType] = {
-    'cold': TrainingType(after=cold),
-    'warm': TrainingType(),
-    'warm_rm': TrainingType(after=warm_rm),
-    'reset': TrainingType(after=reset),
-    'l2_init': TrainingType(regularized=True),
-    'sp': TrainingType(after=shrink_perturb),
-    'dash': TrainingType(before=dash),
+    'cold': TrainingType('Cold', after=cold),
+    'warm': TrainingType('Warm'),
+    'warm_rm': TrainingType('Warm ReM', after=warm_rm),
+    'reset': TrainingType('Reset', after=reset),
+    'l2_init': TrainingType('L2 Init', hparams=L2Init.from_config,
+                            regularizer=lambda hp: hp),
+    'sp': TrainingType('S&P', after=shrink_perturb, hparams=ShrinkPerturb.from_config),
+    'dash': TrainingType('DASH', before=dash, hparams=Dash.from_config),
 }
 
 
-def regularizer(config, train_type: str):
-  """The loss term a training type adds, or None."""
-  if not TRAINING_TYPES[train_type].regularized:
-    return None
-  return L2Init(config.l2_init_lambda, config.l2_init_form)
+def get(name: str) -> TrainingType:
+  return TRAINING_TYPES[name]

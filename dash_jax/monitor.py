@@ -1,6 +1,6 @@
 """What a run shows while it works: progress bars, a line per experiment,
 TensorBoard scalars in the run folder and (config.diagnostics) the original
-code's extra measurements. Kept out of protocol.run_one, which only calls
+code's extra measurements. Kept out of the experiment loop, which only calls
 the four hooks below; nothing here changes what a run computes.
 
     tensorboard --logdir WORKDIR
@@ -44,11 +44,21 @@ class ScalarWriter:
     self._writer.close()
 
 
+def without_progress(config):
+  """The config of an observer that shows no progress bars (one set a group)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.progress = False
+  return config
+
+
 class RunObserver:
   """Hooks of one run: experiment_start, on_epoch, experiment_end, close."""
 
-  def __init__(self, config, name, run_dir, *, data, buffer_idx, chunk_size,
-               log=print, completed=()):
+  def __init__(self, config, name, run_dir, *, data_for, chunk_size, log=print,
+               completed=()):
+    """`data_for()` gives the run's (data, buffer_idx), read only when
+    config.diagnostics measures on them."""
     self.config, self.name, self._log = config, name, log
     self.num_chunks = config.num_chunks
     # disable=None: tqdm shows bars only on a terminal.
@@ -62,7 +72,7 @@ class RunObserver:
     self.diagnostics = None
     if config.get('diagnostics', False):
       self.diagnostics = diagnostics_lib.Diagnostics(
-          data, buffer_idx, chunk_size, config.test_batch_size)
+          *data_for(), chunk_size, config.test_batch_size)
 
   def log(self, line):
     """Print without tearing the bars."""

@@ -22,12 +22,12 @@ import sys
 import numpy as np
 
 from dash_jax import config as config_lib
+from dash_jax import interventions
+from dash_jax import results as results_lib
 from dash_jax.errors import UserError
 
 # Paper order and names; unknown training types follow, alphabetically.
-TRAIN_TYPE_LABELS = {
-    'cold': 'Cold', 'warm': 'Warm', 'warm_rm': 'Warm ReM', 'reset': 'Reset',
-    'l2_init': 'L2 Init', 'sp': 'S&P', 'dash': 'DASH'}
+TRAIN_TYPE_LABELS = {name: t.label for name, t in interventions.TRAINING_TYPES.items()}
 OPTIMIZER_ORDER = ('sgd', 'sam')
 COLORS = {'cold': 'C0', 'warm': 'C1', 'warm_rm': 'C4', 'reset': 'C5',
           'l2_init': 'C8', 'sp': 'C2', 'dash': 'C3'}
@@ -122,7 +122,7 @@ def _read_run(path):
     return None, 'no config/experiments'
   if config.get('experiment', 'incremental') != 'incremental':
     return None, f"a {config['experiment']} experiment"
-  missing = [k for k in ('dataset', 'optimizer', 'train_type', 'seed') if k not in config]
+  missing = [k for k in ('dataset', 'optimizer', 'train_type', 'seeds') if k not in config]
   if missing or not exps or any('test_acc' not in e or 'steps' not in e for e in exps):
     return None, 'not an incremental-protocol result'
   expected = config.get('num_chunks', len(exps))
@@ -148,7 +148,7 @@ def group(runs) -> 'collections.OrderedDict[tuple, list[Run]]':
   tts = _order([k[2] for k in by_key], TRAIN_TYPE_LABELS)
   keys = sorted(by_key, key=lambda k: (k[0], opts.index(k[1]), tts.index(k[2])))
   return collections.OrderedDict(
-      (k, sorted(by_key[k], key=lambda r: r.config['seed'])) for k in keys)
+      (k, sorted(by_key[k], key=lambda r: results_lib.seed_of(r.config))) for k in keys)
 
 
 def aggregate(groups) -> list[Row]:
@@ -157,7 +157,7 @@ def aggregate(groups) -> list[Row]:
   for (dataset, opt, tt), runs in groups.items():
     values = {m.key: m.scale * np.array([r.metrics()[m.key] for r in runs])
               for m in METRICS}
-    rows.append(Row(dataset, opt, tt, [r.config['seed'] for r in runs],
+    rows.append(Row(dataset, opt, tt, [results_lib.seed_of(r.config) for r in runs],
                     {k: float(v.mean()) for k, v in values.items()},
                     {k: float(v.std()) for k, v in values.items()}))
   for block in _blocks(rows).values():
@@ -186,7 +186,7 @@ def mismatches(groups) -> list[str]:
                     len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1)
     if fields:
       notes.append(f'{dataset}/{opt}/{tt}: seeds differ in {", ".join(fields)}')
-    seeds = [r.config['seed'] for r in runs]
+    seeds = [results_lib.seed_of(r.config) for r in runs]
     if len(set(seeds)) != len(seeds):
       notes.append(f'{dataset}/{opt}/{tt}: a seed appears more than once {seeds}')
   return notes

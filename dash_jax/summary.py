@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from dash_jax import results as results_lib
+
 FIELDS = ('test_acc_last', 'test_acc_mean', 'steps_last', 'steps_mean', 'steps_total')
 
 
@@ -19,7 +21,7 @@ def aggregate(results: list[dict]) -> list[dict]:
   rows = []
   for (tt, opt), runs in groups.items():
     row = {'train_type': tt, 'optimizer': opt,
-           'seeds': [r['config']['seed'] for r in runs]}
+           'seeds': [results_lib.seed_of(r['config']) for r in runs]}
     for f in FIELDS:
       values = np.array([r['summary'][f] for r in runs], dtype=np.float64)
       row[f] = {'mean': float(values.mean()), 'std': float(values.std())}

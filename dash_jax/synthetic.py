@@ -51,6 +51,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dash_jax.errors import UserError
+
 METHODS = ('random', 'warm', 'ideal')
 METRICS = ('test_accuracy', 'learned_features', 'training_time', 'memorised')
 
@@ -96,7 +98,7 @@ class MethodHistory(NamedTuple):
 def _integer(config, name: str, minimum: int = 1) -> int:
   value = _field(config, name)
   if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-    raise ValueError(f'config.{name} must be an integer >= {minimum}, got {value!r}; '
+    raise UserError(f'config.{name} must be an integer >= {minimum}, got {value!r}; '
                      f'set --config.{name} to such an integer.')
   return int(value)
 
@@ -105,7 +107,7 @@ def _field(config, name: str):
   try:
     return config[name]
   except (KeyError, AttributeError):
-    raise ValueError(f'config.{name} is missing; add it to configs/synthetic.py.') from None
+    raise UserError(f'config.{name} is missing; add it to configs/synthetic.py.') from None
 
 
 def _parse_seeds(value) -> tuple[int, ...]:
@@ -117,10 +119,10 @@ def _parse_seeds(value) -> tuple[int, ...]:
     if isinstance(part, str) and part.strip().isdigit():
       part = int(part)
     if isinstance(part, bool) or not isinstance(part, numbers.Integral) or part < 0:
-      raise ValueError(f'config.seeds={value!r} is not a list of seeds; {fix}')
+      raise UserError(f'config.seeds={value!r} is not a list of seeds; {fix}')
     seeds.append(int(part))
   if not seeds or len(set(seeds)) != len(seeds):
-    raise ValueError(f'config.seeds={value!r} must be non-empty and distinct; {fix}')
+    raise UserError(f'config.seeds={value!r} must be non-empty and distinct; {fix}')
   return tuple(seeds)
 
 
@@ -132,19 +134,19 @@ def params_from_config(config) -> SyntheticParams:
             for name in ('num_examples', 'num_experiments', 'gamma', 'tau', 'num_test')}
   for name in ('num_examples', 'num_test'):
     if counts[name] % num_classes:
-      raise ValueError(f'config.{name}={counts[name]} is not divisible by num_classes='
+      raise UserError(f'config.{name}={counts[name]} is not divisible by num_classes='
                        f'{num_classes}; set it to a multiple of num_classes.')
   if counts['tau'] > num_features:
-    raise ValueError(f"config.tau={counts['tau']} exceeds num_features={num_features}; "
+    raise UserError(f"config.tau={counts['tau']} exceeds num_features={num_features}; "
                      f'set tau <= num_features.')
   probs = {}
   for name in ('prob_low', 'prob_high'):
     value = _field(config, name)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-      raise ValueError(f'config.{name} must be a number in [0, 1], got {value!r}; set it in [0, 1].')
+      raise UserError(f'config.{name} must be a number in [0, 1], got {value!r}; set it in [0, 1].')
     probs[name] = float(value)
   if probs['prob_low'] > probs['prob_high']:
-    raise ValueError(f"config.prob_low={probs['prob_low']} exceeds prob_high="
+    raise UserError(f"config.prob_low={probs['prob_low']} exceeds prob_high="
                      f"{probs['prob_high']}; set prob_low <= prob_high.")
   return SyntheticParams(num_classes=num_classes, num_features=num_features, **counts, **probs,
                          seeds=_parse_seeds(_field(config, 'seeds')))
@@ -247,7 +249,7 @@ def run_method(method: str, features: Features, per_chunk: int, gamma: int,
                tau: int) -> MethodHistory:
   """Trains once per arriving chunk; the method decides what carries over."""
   if method not in METHODS:
-    raise ValueError(f'unknown method {method!r}; use one of {METHODS}.')
+    raise UserError(f'unknown method {method!r}; use one of {METHODS}.')
   num_rows, num_features, total = features.by_feature.shape
   num_experiments = total // per_chunk
   learned = np.zeros((num_rows, num_features), bool)

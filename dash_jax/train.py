@@ -165,57 +165,151 @@ def loop_step(state, sums, data, order, b, n, *, step_cfg, batch_size, epoch=0,
 
 
 def _fori_epoch(state, data, order, n, num_batches, epoch, key, step_cfg,
-                batch_size):
+                batch_size, block=1):
+  """The steps of one epoch as one compiled loop.
+
+  block=1: one loop iteration a step (its trip count is traced, so XLA:GPU
+  reads the predicate back to the host every step). block=K: a traced loop
+  over blocks, each a fixed-length scan of K steps whose tail past the epoch
+  is skipped by a cond: at most one host round trip per K steps, the same
+  steps in the same order.
+  """
   def body(b, carry):
     state, sums = carry
     state, metrics = _epoch_step(state, data, order, b, n, epoch, num_batches,
                                  key, step_cfg, batch_size)
     return state, sums + metrics
-  return jax.lax.fori_loop(0, num_batches, body,
-                           (state, jnp.zeros((2,), jnp.float32)))
 
+  carry = (state, jnp.zeros((2,), jnp.float32))
+  if block == 1:
+    return jax.lax.fori_loop(0, num_batches, body, carry)
 
-@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
-                   donate_argnums=(0,))
-def scan_epoch(state, data, order, n, num_batches, *, step_cfg, batch_size,
-               epoch=0, key=None):
-  """A whole epoch as one compiled loop (trip count is a traced value)."""
-  return _fori_epoch(state, data, order, n, num_batches, epoch, key, step_cfg,
-                     batch_size)
+  def run_block(blk, carry):
+    def one(carry, i):
+      b = blk * block + i
+      return jax.lax.cond(b < num_batches, lambda c: body(b, c), lambda c: c,
+                          carry), None
+    return jax.lax.scan(one, carry, jnp.arange(block))[0]
+  return jax.lax.fori_loop(0, (num_batches + block - 1) // block, run_block, carry)
 
 
 def _keyed_epoch(state, key, data, buffer_idx, n, num_batches, epoch, step_cfg,
-                 batch_size):
-  """One epoch drawn from `key` as train_until_converged's host loop draws it
-  (split, order, fold_in); returns the state, the next key and the sums."""
+                 batch_size, block=1):
+  """One epoch drawn from `key` (split, order, fold_in: the same draws in
+  every epoch mode); returns the state, the next key and the sums."""
   key, epoch_key = jax.random.split(key)
   order = epoch_order(epoch_key, buffer_idx, n, batch_size)
   state, sums = _fori_epoch(state, data, order, n, num_batches, epoch,
-                            jax.random.fold_in(epoch_key, 1), step_cfg, batch_size)
+                            jax.random.fold_in(epoch_key, 1), step_cfg, batch_size,
+                            block)
   return state, key, sums
 
 
-# Seeds stack on axis 0 of the state, keys, labels and buffer; images are shared.
+# ------------------------------------------------------------ seed groups
+# A group of S runs (seeds) trains as one program: the state, keys, labels
+# and buffer carry a leading seed axis; the images are shared. A plain run is
+# a group of one, which runs the unbatched program on its only seed.
+
 SEED_DATA_AXES = {'train_x': None, 'train_y': 0, 'mean': None, 'std': None}
 
 
-@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
-                   donate_argnums=(0,))
-def seeds_epoch(states, keys, active, data, buffer_idx, n, num_batches, *,
-                step_cfg, batch_size, epoch=0):
-  """One epoch of several seeds as one program (vmap over axis 0).
+def seed_map(fn, num_seeds: int, in_axes=0):
+  """fn over a leading seed axis: jax.vmap for several seeds; for one, fn on
+  seed 0 with the axis put back (the plain program, the plain numbers)."""
+  if num_seeds > 1:
+    return jax.vmap(fn, in_axes=in_axes)
 
-  Each seed draws its epoch exactly as train_until_converged does from its
-  own key; a seed whose `active` flag is off keeps its state and key, so it
-  stays where its own convergence stopped it while the others go on.
+  def single(*args):
+    axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+    out = fn(*(_take_first(a, ax) for a, ax in zip(args, axes)))
+    return jax.tree.map(lambda x: x[None], out)
+  return single
+
+
+def _take_first(tree, axis):
+  if axis is None:
+    return tree
+  if isinstance(axis, dict):
+    return {k: _take_first(v, axis.get(k, 0)) for k, v in tree.items()}
+  return jax.tree.map(lambda x: x[0], tree)
+
+
+def take_seed(tree, i: int):
+  """Seed i's slice of a group's tree."""
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def split_keys(keys):
+  """`key, k = jax.random.split(key)` for every seed of a group."""
+  pairs = seed_map(jax.random.split, keys.shape[0])(keys)
+  return pairs[:, 0], pairs[:, 1]
+
+
+def _keep(active, new, old):
+  """A seed whose `active` flag is off keeps its old state and key."""
+  return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
+
+
+@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size', 'block'),
+                   donate_argnums=(0,))
+def device_epochs(states, keys, active, data, buffer_idx, n, num_batches, first_epoch,
+                  max_epochs, threshold, *, step_cfg, batch_size, block=1):
+  """Up to `max_epochs` (<= EPOCHS_PER_CALL) epochs of a seed group in one
+  program. Each active seed draws its epochs from its key as the host loop
+  does and stops after the first epoch whose running accuracy reaches
+  `threshold` or whose loss is not finite; the call ends when no seed is
+  active. Returns states, keys, the epochs run, their (acc, loss) rows per
+  seed (EPOCHS_PER_CALL, S, 2) and which seeds ran each (EPOCHS_PER_CALL, S).
   """
-  def one(state, key, active, data, buffer_idx):
-    new_state, next_key, sums = _keyed_epoch(state, key, data, buffer_idx, n,
-                                             num_batches, epoch, step_cfg, batch_size)
-    keep = lambda new, old: jnp.where(active, new, old)
-    return jax.tree.map(keep, new_state, state), keep(next_key, key), sums
-  return jax.vmap(one, in_axes=(0, 0, 0, SEED_DATA_AXES, 0))(
-      states, keys, active, data, buffer_idx)
+  num_seeds = keys.shape[0]
+
+  def one(state, key, active, data, buffer_idx, epoch):
+    new_state, new_key, sums = _keyed_epoch(state, key, data, buffer_idx, n,
+                                            num_batches, epoch, step_cfg,
+                                            batch_size, block)
+    return _keep(active, new_state, state), _keep(active, new_key, key), sums
+  run_epoch = seed_map(one, num_seeds, in_axes=(0, 0, 0, SEED_DATA_AXES, 0, None))
+
+  def body(carry):
+    states, keys, active, i, metrics, ran = carry
+    states, keys, sums = run_epoch(states, keys, active, data, buffer_idx,
+                                   first_epoch + i)
+    acc_loss = sums / num_batches.astype(jnp.float32)
+    stop = (acc_loss[:, 0] >= threshold) | ~jnp.isfinite(acc_loss[:, 1])
+    return (states, keys, active & ~stop, i + 1, metrics.at[i].set(acc_loss),
+            ran.at[i].set(active))
+
+  def cond(carry):
+    return jnp.any(carry[2]) & (carry[3] < max_epochs)
+
+  metrics = jnp.zeros((EPOCHS_PER_CALL, num_seeds, 2), jnp.float32)
+  ran = jnp.zeros((EPOCHS_PER_CALL, num_seeds), bool)
+  states, keys, _, count, metrics, ran = jax.lax.while_loop(
+      cond, body, (states, keys, active, jnp.int32(0), metrics, ran))
+  return states, keys, count, metrics, ran
+
+
+@functools.partial(jax.jit, static_argnames='batch_size')
+def _epoch_draws(keys, active, buffer_idx, n, batch_size):
+  """Each seed's next key, epoch order and step key (the host loop's epoch)."""
+  def one(key, active, buffer_idx):
+    next_key, epoch_key = jax.random.split(key)
+    order = epoch_order(epoch_key, buffer_idx, n, batch_size)
+    return _keep(active, next_key, key), order, jax.random.fold_in(epoch_key, 1)
+  return seed_map(one, keys.shape[0])(keys, active, buffer_idx)
+
+
+@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
+                   donate_argnums=(0, 1))
+def group_loop_step(states, sums, active, data, orders, b, n, step_keys, *,
+                    step_cfg, batch_size, epoch=0, num_batches=1):
+  """Step b of an epoch for every active seed of a group (loop_step's body)."""
+  def one(state, sums, active, data, order, step_key):
+    new_state, metrics = _epoch_step(state, data, order, b, n, epoch, num_batches,
+                                     step_key, step_cfg, batch_size)
+    return _keep(active, new_state, state), sums + metrics
+  return seed_map(one, step_keys.shape[0], in_axes=(0, 0, 0, SEED_DATA_AXES, 0, 0))(
+      states, sums, active, data, orders, step_keys)
 
 
 @functools.partial(jax.jit, static_argnames='batch_size')
@@ -329,81 +423,61 @@ def device_threshold(converge_acc: float) -> np.float32:
   return t if float(t) >= converge_acc else np.nextafter(t, np.float32(np.inf))
 
 
-@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
-                   donate_argnums=(0,))
-def device_epochs(state, key, data, buffer_idx, n, num_batches, first_epoch,
-                  max_epochs, threshold, *, step_cfg, batch_size):
-  """Up to `max_epochs` (<= EPOCHS_PER_CALL) epochs in one program, stopping
-  after the first whose running accuracy reaches `threshold` or whose loss is
-  not finite. Each epoch draws its order and keys from `key` exactly as
-  train_until_converged's host loop does. Returns the state, the key, the
-  number of epochs run and their (acc, loss) rows.
-  """
-  def body(carry):
-    state, key, i, metrics, _ = carry
-    state, key, sums = _keyed_epoch(state, key, data, buffer_idx, n, num_batches,
-                                    first_epoch + i, step_cfg, batch_size)
-    acc_loss = sums / num_batches.astype(jnp.float32)
-    stop = (acc_loss[0] >= threshold) | ~jnp.isfinite(acc_loss[1])
-    return state, key, i + 1, metrics.at[i].set(acc_loss), stop
-
-  def cond(carry):
-    return (~carry[4]) & (carry[2] < max_epochs)
-
-  metrics = jnp.zeros((EPOCHS_PER_CALL, 2), jnp.float32)
-  state, key, count, metrics, _ = jax.lax.while_loop(
-      cond, body, (state, key, jnp.int32(0), metrics, jnp.bool_(False)))
-  return state, key, count, metrics
-
-
-def train_until_converged(state, key, data, buffer_idx, n, *, step_cfg,
+def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
                           batch_size, max_epoch, converge_acc, mode='scan',
-                          experiment=0, on_epoch=None, progress=None,
+                          experiment=0, seeds=None, on_epoch=None, progress=None,
                           checkpoint_every=0, on_checkpoint=None,
-                          epochs_per_call=EPOCHS_PER_CALL):
-  """Epochs of shuffled batches until the epoch's running train accuracy
-  reaches `converge_acc` or `max_epoch` epochs ran.
+                          epochs_per_call=EPOCHS_PER_CALL, block=1):
+  """Epochs of shuffled batches for a seed group (leading axis S) until each
+  seed's epoch running train accuracy reaches `converge_acc` or `max_epoch`
+  epochs ran; a finished seed is frozen while the others go on.
 
-  mode 'scan': up to `epochs_per_call` epochs a device call (device_epochs),
-  one host sync a call; 'loop': one jitted step a batch, one sync an epoch.
-  `on_epoch(epochs_done, acc, loss, state)` runs for each epoch (progress,
-  logs; `state` is the one after the call, so per-epoch state needs
-  epochs_per_call=1). `progress` resumes an interrupted experiment; every
-  `checkpoint_every` epochs (if not finished) `on_checkpoint(state, key,
-  progress)` is called.
+  mode 'scan': up to `epochs_per_call` epochs a device call (device_epochs,
+  `block` steps a host round trip on the device), one host sync a call;
+  'loop': one jitted step a batch, one sync an epoch. `on_epoch(i,
+  epochs_done, acc, loss, states)` runs for each epoch of seed i (`states` is
+  the group after the call, so per-epoch state needs epochs_per_call=1).
+  `progress` (one Progress a seed) resumes an interrupted experiment; every
+  `checkpoint_every` epochs (if not finished) `on_checkpoint(states, keys,
+  progress)` is called. Returns states, keys and one TrainStats a seed.
   """
+  num_seeds = keys.shape[0]
   num_batches = math.ceil(n / batch_size)
-  progress = dataclasses.replace(progress) if progress else Progress()
+  progress = ([dataclasses.replace(p) for p in progress] if progress
+              else [Progress() for _ in range(num_seeds)])
+  done = [p.epochs > 0 and p.converged(converge_acc, max_epoch) for p in progress]
   threshold = device_threshold(converge_acc)
-  done = False
-  while not done:
+  while not all(done):
+    epochs = next(p.epochs for p, d in zip(progress, done) if not d)
+    active = jnp.asarray([not d for d in done])
     if mode == 'scan':
-      cap = min(epochs_per_call, EPOCHS_PER_CALL, max_epoch - progress.epochs)
+      cap = min(epochs_per_call, EPOCHS_PER_CALL, max_epoch - epochs)
       if checkpoint_every:
-        cap = min(cap, checkpoint_every - progress.epochs % checkpoint_every)
-      state, key, count, metrics = device_epochs(
-          state, key, data, buffer_idx, n, num_batches, progress.epochs, cap,
-          threshold, step_cfg=step_cfg, batch_size=batch_size)
-      rows = np.asarray(metrics)[:int(count)]
+        cap = min(cap, checkpoint_every - epochs % checkpoint_every)
+      states, keys, count, metrics, ran = device_epochs(
+          states, keys, active, data, buffer_idx, n, num_batches, epochs, cap,
+          threshold, step_cfg=step_cfg, batch_size=batch_size, block=block)
+      rows, ran = np.asarray(metrics)[:int(count)], np.asarray(ran)[:int(count)]
     else:
-      key, epoch_key = jax.random.split(key)
-      order = epoch_order(epoch_key, buffer_idx, n, batch_size)
-      step_key = jax.random.fold_in(epoch_key, 1)  # augmentation and dropout
-      sums = jnp.zeros((2,), jnp.float32)
+      keys, orders, step_keys = _epoch_draws(keys, active, buffer_idx, n, batch_size)
+      sums = jnp.zeros((num_seeds, 2), jnp.float32)
       for b in range(num_batches):
-        state, sums = loop_step(state, sums, data, order, b, n,
-                                step_cfg=step_cfg, batch_size=batch_size,
-                                epoch=progress.epochs, num_batches=num_batches,
-                                key=step_key)
-      rows = [running_metrics(sums, num_batches)]
-    for acc, loss in np.asarray(rows, np.float32).tolist():
-      record_epoch(progress, acc, loss, experiment)
-      if on_epoch is not None:
-        on_epoch(progress.epochs, acc, loss, state)
-    done = progress.converged(converge_acc, max_epoch)
-    if not done and checkpoint_due(progress, checkpoint_every, on_checkpoint):
-      on_checkpoint(state, key, dataclasses.replace(progress))
-  return state, key, progress.stats(num_batches)
+        states, sums = group_loop_step(
+            states, sums, active, data, orders, b, n, step_keys, step_cfg=step_cfg,
+            batch_size=batch_size, epoch=epochs, num_batches=num_batches)
+      rows, ran = running_metrics(sums, num_batches)[None], np.asarray(active)[None]
+    for row, ran_row in zip(np.asarray(rows, np.float32).tolist(), ran):
+      for i in np.flatnonzero(ran_row):
+        acc, loss = row[i]
+        record_epoch(progress[i], acc, loss, experiment,
+                     None if seeds is None else seeds[i])
+        if on_epoch is not None:
+          on_epoch(i, progress[i].epochs, acc, loss, states)
+        done[i] = progress[i].converged(converge_acc, max_epoch)
+    running = [p for p, d in zip(progress, done) if not d]
+    if running and checkpoint_due(running[0], checkpoint_every, on_checkpoint):
+      on_checkpoint(states, keys, [dataclasses.replace(p) for p in progress])
+  return states, keys, [p.stats(num_batches) for p in progress]
 
 
 def record_epoch(progress, acc, loss, experiment, seed=None):
@@ -421,43 +495,6 @@ def record_epoch(progress, acc, loss, experiment, seed=None):
 
 def checkpoint_due(progress, every, on_checkpoint) -> bool:
   return bool(on_checkpoint is not None and every and progress.epochs % every == 0)
-
-
-def train_seeds_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
-                                batch_size, max_epoch, converge_acc,
-                                experiment=0, seeds=(), on_epoch=None,
-                                progress=None, checkpoint_every=0,
-                                on_checkpoint=None):
-  """train_until_converged for seeds stacked on axis 0, one program an epoch.
-
-  Each seed stops by its own rule; the epoch loop runs while any is active.
-  `on_epoch(i, epochs_done, acc, loss)` runs for each seed i trained this
-  epoch; `progress` (a list, one per seed) resumes; `on_checkpoint(states,
-  keys, progress_list)` as train_until_converged's.
-  """
-  num_seeds = keys.shape[0]
-  num_batches = math.ceil(n / batch_size)
-  progress = ([dataclasses.replace(p) for p in progress] if progress
-              else [Progress() for _ in range(num_seeds)])
-  done = [p.epochs > 0 and p.converged(converge_acc, max_epoch) for p in progress]
-  while not all(done):
-    epoch = max(p.epochs for p, d in zip(progress, done) if not d)
-    states, keys, sums = seeds_epoch(
-        states, keys, jnp.asarray([not d for d in done]), data, buffer_idx, n,
-        num_batches, step_cfg=step_cfg, batch_size=batch_size, epoch=epoch)
-    sums = running_metrics(sums, num_batches)
-    for i, p in enumerate(progress):
-      if done[i]:
-        continue
-      acc, loss = sums[i].tolist()
-      record_epoch(p, acc, loss, experiment, seeds[i] if seeds else i)
-      if on_epoch is not None:
-        on_epoch(i, p.epochs, acc, loss)
-      done[i] = p.converged(converge_acc, max_epoch)
-    active = [p for p, d in zip(progress, done) if not d]
-    if active and checkpoint_due(active[0], checkpoint_every, on_checkpoint):
-      on_checkpoint(states, keys, [dataclasses.replace(p) for p in progress])
-  return states, keys, [p.stats(num_batches) for p in progress]
 
 
 def create_state(model, tx, key, input_shape, keep_init: bool) -> TrainState:

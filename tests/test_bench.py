@@ -11,7 +11,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench():
-  sys.path.insert(0, ROOT)
   from bench import bench
   return bench
 

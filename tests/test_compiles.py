@@ -2,7 +2,7 @@
 import jax
 import jax.numpy as jnp
 
-from dash_jax import compiles, protocol
+from dash_jax import compiles, runs
 
 
 def test_counter_counts_new_shapes_only():
@@ -21,7 +21,7 @@ def test_later_experiments_compile_nothing(tiny_config, tmp_path):
   tiny_config.num_chunks = 5
   tiny_config.max_epoch = 2
   tiny_config.progress = False
-  res = protocol.run(tiny_config, str(tmp_path), log=lambda *a: None)
+  res = runs.run(tiny_config, str(tmp_path), log=lambda *a: None)
   for run in ('dash-sgd-seed0', 'cold-sgd-seed0'):
     exps = res[run]['experiments']
     assert [e['num_train'] for e in exps] == [251 * j for j in range(1, 6)]

@@ -17,7 +17,7 @@ def test_launch_writes_results_and_summary(tiny_config, tmp_path):
     res = json.load(f)
   assert res['config']['train_type'] == 'dash'
   assert res['config']['optimizer'] == 'sgd'
-  assert res['config']['seed'] == 1
+  assert res['config']['seeds'] == '1'
   exps = res['experiments']
   assert [e['experiment'] for e in exps] == [1, 2, 3]
   chunk = 1258 // 3

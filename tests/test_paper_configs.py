@@ -13,7 +13,7 @@ import pytest
 
 from configs import paper
 from dash_jax import config as config_lib
-from dash_jax import models, protocol
+from dash_jax import models, runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {  # config: (dataset, model, sota)
@@ -53,8 +53,8 @@ def test_config_declares_its_setting(name):
   if is_sota:
     assert (config.learning_rate, config.weight_decay, config.max_epoch) == (0.1, 5e-4, 260)
     assert models.resolve_name(config) == 'resnet18_sota'
-    spec = config_lib.RunSpec('warm', 'sgd', 2021)  # what results.json records
-    assert protocol.run_config(config, spec).model == 'resnet18_sota'
+    spec = runs.RunSpec('warm', 'sgd', 2021)  # what results.json records
+    assert runs.run_config(config, spec).model == 'resnet18_sota'
   else:
     assert (config.learning_rate, config.weight_decay, config.max_epoch) == (1e-3, 0.0, 10000)
     assert models.resolve_name(config) == model
@@ -73,7 +73,7 @@ def test_smoke_run_on_mock_data(name, mock_tfds, tmp_path):
   if config.model != 'mlp':
     config.model, config.width = 'mlp', 16
   with mock_tfds(num_examples=200):
-    results = protocol.run(config, str(tmp_path / 'run'), log=lambda *a: None)
+    results = runs.run(config, str(tmp_path / 'run'), log=lambda *a: None)
   (run,) = results.values()
   assert [e['num_train'] for e in run['experiments']] == [100, 200]
   assert all(e['epochs'] == 1 and e['steps'] == -(-e['num_train'] // 32)

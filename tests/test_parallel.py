@@ -15,12 +15,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = textwrap.dedent('''
     import json, os, sys
-    sys.path.insert(0, {root!r})
     import jax
     jax.config.update('jax_disable_most_optimizations', True)
     import jax.numpy as jnp
     from configs.default import get_config
-    from dash_jax import parallel, protocol, train
+    from dash_jax import parallel, runs, train
 
     def tiny(devices, vmap_seeds):
       c = get_config()
@@ -32,7 +31,7 @@ CHILD = textwrap.dedent('''
     out = {{'devices': jax.device_count()}}
     for devices, vmap_seeds in ((1, False), (4, False), (4, True)):
       name = f'd{{devices}}-v{{int(vmap_seeds)}}'
-      res = protocol.run(tiny(devices, vmap_seeds), os.path.join({work!r}, name),
+      res = runs.run(tiny(devices, vmap_seeds), os.path.join({work!r}, name),
                          log=lambda *a: None)
       out[name] = {{k: v['experiments'] for k, v in res.items()}}
 
@@ -47,9 +46,12 @@ CHILD = textwrap.dedent('''
       data = {{'train_x': jnp.zeros((256, 8, 8, 1), jnp.uint8),
                'train_y': jnp.zeros((256,), jnp.int32),
                'mean': jnp.zeros((1,)), 'std': jnp.ones((1,))}}
-      order = jnp.arange(256 + 128, dtype=jnp.int32)
-      hlo = train.scan_epoch.lower(state, data, order, 256, 2, step_cfg=train.StepConfig(),
-                                   batch_size=128).compile().as_text()
+      group = jax.tree.map(lambda x: x[None], state)  # a plain run: a group of one
+      data['train_y'] = data['train_y'][None]
+      buffer_idx = jnp.arange(256, dtype=jnp.int32)[None]
+      hlo = train.device_epochs.lower(
+          group, jax.random.PRNGKey(0)[None], jnp.ones((1,), bool), data, buffer_idx,
+          256, 2, 0, 1, 0.5, step_cfg=train.StepConfig(), batch_size=128).compile().as_text()
     out['all_reduce'] = 'all-reduce' in hlo
     out['per_device_batch'] = 'f32[32,64]' in hlo
     print('RESULT ' + json.dumps(out))
@@ -60,7 +62,7 @@ def test_four_devices_match_one(tfds_dir, tmp_path):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
   code = CHILD.format(root=ROOT, tfds=tfds_dir, work=str(tmp_path))
-  proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+  proc = subprocess.run([sys.executable, '-c', code], env=env, cwd=ROOT, capture_output=True,
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
@@ -88,15 +90,14 @@ def test_too_many_devices_is_a_one_line_error():
 
 HOST_CHILD = textwrap.dedent('''
     import json, sys
-    sys.path.insert(0, {root!r})
     from configs.default import get_config
-    from dash_jax import protocol
+    from dash_jax import runs
     c = get_config()
     c.data_dir, c.train_type, c.seeds = {tfds!r}, 'warm,dash', '0,1'
     c.num_chunks, c.max_epoch, c.width, c.progress = 2, 2, 16, False
     c.coordinator, c.num_processes, c.process_id = {coord!r}, 2, int(sys.argv[1])
     lines = []
-    res = protocol.run(c, {work!r}, log=lines.append)
+    res = runs.run(c, {work!r}, log=lines.append)
     ran = sorted(l.split(': ', 1)[1] for l in lines if l.startswith('run '))
     print('RESULT ' + json.dumps({{'ran': ran, 'returned': sorted(res)}}))
 ''')
@@ -110,7 +111,7 @@ def test_two_processes_share_the_runs(tfds_dir, tmp_path):
   code = HOST_CHILD.format(root=ROOT, tfds=tfds_dir, work=str(tmp_path),
                            coord=f'localhost:{port}')
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  procs = [subprocess.Popen([sys.executable, '-c', code, str(i)], env=env, text=True,
+  procs = [subprocess.Popen([sys.executable, '-c', code, str(i)], env=env, cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
            for i in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]

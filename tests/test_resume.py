@@ -10,7 +10,7 @@ import time
 import pytest
 
 import dash_jax
-from dash_jax import protocol
+from dash_jax import results
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,7 @@ def _launch(workdir, tfds_dir, *overrides):
 def _numbers(workdir):
   with open(os.path.join(workdir, 'dash-sgd-seed0', 'results.json')) as f:
     res = json.load(f)
-  return [{k: v for k, v in e.items() if k not in protocol.EXECUTION_RECORD_FIELDS}
+  return [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
           for e in res['experiments']]
 
 
@@ -87,7 +87,7 @@ def test_corrupt_newest_checkpoint_falls_back(tiny_config, tmp_path, capsys):
   out = capsys.readouterr().out
   assert 'is unreadable' in out and 'resuming at experiment' in out
   assert os.path.isdir(str(newest) + '.corrupt')
-  strip = lambda r: [{k: v for k, v in e.items() if k not in protocol.EXECUTION_RECORD_FIELDS}
+  strip = lambda r: [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
                      for e in r['experiments']]
   assert strip(again) == strip(ref)
 

@@ -1,17 +1,16 @@
 """Seeds trained together (vmap) give each seed's own plain-run numbers."""
-import json
 import os
 import shutil
 
 import pytest
 
-from dash_jax import protocol
+from dash_jax import results, runs
 from dash_jax.config import EXECUTION_FIELDS
 
 
-def _numbers(results):
-  return {name: [{k: v for k, v in e.items() if k not in protocol.EXECUTION_RECORD_FIELDS}
-                 for e in r['experiments']] for name, r in results.items()}
+def _numbers(launched):
+  return {name: [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
+                 for e in r['experiments']] for name, r in launched.items()}
 
 
 def _close(plain, vmapped):
@@ -35,10 +34,10 @@ def seeds_config(tiny_config):
 
 
 def test_vmapped_seeds_match_plain_runs(seeds_config, tmp_path):
-  plain = _numbers(protocol.run(seeds_config, str(tmp_path / 'plain'), log=lambda *a: None))
+  plain = _numbers(runs.run(seeds_config, str(tmp_path / 'plain'), log=lambda *a: None))
   seeds_config.vmap_seeds = True
   lines = []
-  vmapped = _numbers(protocol.run(seeds_config, str(tmp_path / 'vmap'), log=lines.append))
+  vmapped = _numbers(runs.run(seeds_config, str(tmp_path / 'vmap'), log=lines.append))
   assert any('seeds [0, 1, 2] as one program' in l for l in lines)
   _close(plain, vmapped)
   # Each seed stopped by its own rule: some converged early, at different epochs.
@@ -58,7 +57,7 @@ def test_vmapped_group_resumes_from_an_older_checkpoint(seeds_config, tmp_path):
   seeds_config.vmap_seeds = True
   seeds_config.checkpoint_every_epochs = 2
   seeds_config.keep_checkpoints = 10
-  ref = _numbers(protocol.run(seeds_config, str(tmp_path), log=lambda *a: None))
+  ref = _numbers(runs.run(seeds_config, str(tmp_path), log=lambda *a: None))
   ckpt_dir = tmp_path / 'dash-sam-seeds0_1_2' / 'checkpoints'
   steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
   assert len(steps) >= 3
@@ -67,10 +66,31 @@ def test_vmapped_group_resumes_from_an_older_checkpoint(seeds_config, tmp_path):
   for run in ref:
     os.remove(tmp_path / run / 'results.json')
   lines = []
-  again = _numbers(protocol.run(seeds_config, str(tmp_path), log=lines.append))
+  again = _numbers(runs.run(seeds_config, str(tmp_path), log=lines.append))
   assert any('resuming at experiment' in l for l in lines)
   assert again == ref
 
 
 def test_vmap_seeds_is_an_execution_choice():
   assert 'vmap_seeds' in EXECUTION_FIELDS and 'devices' in EXECUTION_FIELDS
+
+
+@pytest.mark.parametrize('overrides', [{'epoch_mode': 'loop'}, {'diagnostics': True}],
+                         ids=['loop', 'diagnostics'])
+def test_vmapped_seeds_take_every_execution_feature(seeds_config, tmp_path, overrides):
+  """The one experiment loop serves a group as a plain run: the Python-loop
+  epoch mode and the diagnostics work for vmapped seeds, with plain numbers."""
+  seeds_config.train_type = 'dash'
+  seeds_config.seeds = '0,1'
+  for k, v in overrides.items():
+    seeds_config[k] = v
+  plain_results = runs.run(seeds_config, str(tmp_path / 'plain'), log=lambda *a: None)
+  seeds_config.vmap_seeds = True
+  vmapped_results = runs.run(seeds_config, str(tmp_path / 'vmap'), log=lambda *a: None)
+  _close(_numbers(plain_results), _numbers(vmapped_results))
+  if overrides.get('diagnostics'):
+    for name, res in plain_results.items():
+      for a, b in zip(res['experiments'], vmapped_results[name]['experiments'], strict=True):
+        assert a['diagnostics'].keys() == b['diagnostics'].keys()
+        for k, v in a['diagnostics'].items():
+          assert b['diagnostics'][k] == pytest.approx(v, rel=1e-3, abs=1e-5), (name, k)

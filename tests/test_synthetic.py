@@ -8,6 +8,7 @@ import pytest
 
 from configs.synthetic import get_config
 from dash_jax import synthetic
+from dash_jax.errors import UserError
 from dash_jax.synthetic import SyntheticParams, as_features, run_method, train
 
 
@@ -212,9 +213,9 @@ def test_default_config_parses_to_the_paper_setting():
     ('num_features', 2.5), ('gamma', 0), ('tau', 51), ('tau', True), ('prob_low', 0.3),
     ('prob_high', 1.5), ('num_test', 9999), ('seeds', ''), ('seeds', '0,x'), ('seeds', '1,1'),
 ])
-def test_bad_config_fields_raise_one_line_value_error(field, value, tmp_path):
+def test_bad_config_fields_raise_one_line_user_error(field, value, tmp_path):
   config = ml_collections.ConfigDict({**get_config().to_dict(), field: value})  # bypass type locks
-  with pytest.raises(ValueError, match=f'config.{field}') as error:
+  with pytest.raises(UserError, match=f'config.{field}') as error:
     synthetic.run_synthetic(config, str(tmp_path))
   assert '\n' not in str(error.value)
   assert not (tmp_path / 'synthetic').exists()

@@ -63,13 +63,27 @@ def test_padded_final_batch_equals_a_short_batch():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def _converge(state, key, data, buffer_idx, n, on_epoch=None, **kw):
+  """train_until_converged on a plain run: a group of one seed."""
+  group = lambda tree: jax.tree.map(lambda x: x[None], tree)
+  data = dict(data, train_y=data['train_y'][None])
+  if on_epoch is not None:
+    kw['on_epoch'] = lambda i, e, acc, loss, s: on_epoch(e, acc, loss, s)
+  if 'on_checkpoint' in kw:
+    on_checkpoint = kw['on_checkpoint']
+    kw['on_checkpoint'] = lambda s, k, p: on_checkpoint(s, k, p[0])
+  s, k, st = train.train_until_converged(group(state), group(key), data,
+                                         buffer_idx[None], n, **kw)
+  return train.take_seed(s, 0), k[0], st[0]
+
+
 def test_loop_and_scan_epochs_agree():
   state, data = _setup()
   buffer_idx = jnp.arange(40, dtype=jnp.int32)
   kw = dict(step_cfg=train.StepConfig(), batch_size=16, max_epoch=3, converge_acc=1.0)
-  s1, _, st1 = train.train_until_converged(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='scan', **kw)
+  s1, _, st1 = _converge(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='scan', **kw)
   state, data = _setup()
-  s2, _, st2 = train.train_until_converged(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='loop', **kw)
+  s2, _, st2 = _converge(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='loop', **kw)
   assert st1.steps == st2.steps == 9 and st1.epochs == 3
   np.testing.assert_allclose(st1.train_loss, st2.train_loss, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
@@ -80,9 +94,9 @@ def test_nonfinite_loss_stops_loudly():
   state, data = _setup()
   state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, 1e30))
   try:
-    train.train_until_converged(state, jax.random.PRNGKey(0), data, jnp.arange(40, dtype=jnp.int32), 40,
-                                step_cfg=train.StepConfig(), batch_size=8, max_epoch=50,
-                                converge_acc=1.0, experiment=4)
+    _converge(state, jax.random.PRNGKey(0), data, jnp.arange(40, dtype=jnp.int32), 40,
+              step_cfg=train.StepConfig(), batch_size=8, max_epoch=50,
+              converge_acc=1.0, experiment=4)
   except train.NonFiniteLoss as e:
     assert 'experiment 4' in str(e) and 'learning_rate' in str(e)
   else:
@@ -92,23 +106,25 @@ def test_nonfinite_loss_stops_loudly():
 def test_device_epochs_stop_where_the_host_loop_stops():
   """Epochs run on the device in calls of up to EPOCHS_PER_CALL; each
   experiment stops at the same epoch, with the same numbers, whether the
-  device runs 1, 4 or 64 epochs a call, and as the per-step host loop."""
+  device runs 1, 4 or 64 epochs a call, in blocks of 1 or 2 steps a host
+  round trip, and as the per-step host loop."""
   kw = dict(step_cfg=train.StepConfig(), batch_size=16, max_epoch=40, converge_acc=0.6)
   runs = {}
-  for name, mode, per_call, every in (('1', 'scan', 1, 0), ('64', 'scan', 64, 0),
-                                      ('4+ckpt', 'scan', 4, 6), ('loop', 'loop', 64, 0)):
+  for name, mode, per_call, every, block in (
+      ('1', 'scan', 1, 0, 1), ('64', 'scan', 64, 0, 1), ('4+ckpt', 'scan', 4, 6, 1),
+      ('block2', 'scan', 64, 0, 2), ('loop', 'loop', 64, 0, 1)):
     state, data = _setup()
     epochs, saved = [], []
-    s, key, st = train.train_until_converged(
+    s, key, st = _converge(
         state, jax.random.PRNGKey(3), data, jnp.arange(40, dtype=jnp.int32), 37,
-        mode=mode, epochs_per_call=per_call, checkpoint_every=every,
+        mode=mode, epochs_per_call=per_call, checkpoint_every=every, block=block,
         on_checkpoint=lambda s, k, p: saved.append(p.epochs),
         on_epoch=lambda e, acc, loss, s: epochs.append((e, acc, loss)), **kw)
     runs[name] = (st, epochs, s, key, saved)
   st, epochs, s, key, _ = runs['64']
   assert 1 < st.epochs < 40 and epochs[-1][1] >= 0.6 > max(a for _, a, _ in epochs[:-1])
   assert [e for e, _, _ in epochs] == list(range(1, st.epochs + 1))
-  for other in ('1', '4+ckpt', 'loop'):
+  for other in ('1', '4+ckpt', 'block2', 'loop'):
     st2, epochs2, s2, key2, _ = runs[other]
     assert (st2.epochs, st2.steps) == (st.epochs, st.steps), other
     np.testing.assert_allclose(np.asarray(epochs2)[:, 1:], np.asarray(epochs)[:, 1:],

@@ -1,0 +1,90 @@
+"""A run's pieces, built from its config: model, optimizer, compiled step
+choices, normalisation, chunk order and epoch mode.
+
+Built objects are cached per setting: jit keys its cache on the model and
+optimizer objects, so the runs of a launch share compiled programs.
+"""
+from __future__ import annotations
+
+import functools
+import json
+
+import jax
+import numpy as np
+
+from dash_jax import interventions, models, optim, sota, train
+from dash_jax.errors import UserError
+
+SCAN_BLOCK_ACCELERATOR = 16  # steps per host round trip of a compiled epoch off CPU
+
+
+def epoch_mode(config) -> str:
+  """'scan' compiles an epoch into one loop; XLA:CPU runs conv loop bodies
+  far slower than the same jitted step called from Python, so convnets on
+  CPU use 'loop'."""
+  if config.epoch_mode != 'auto':
+    return config.epoch_mode
+  if jax.default_backend() == 'cpu' and config.model != 'mlp':
+    return 'loop'
+  return 'scan'
+
+
+def scan_block(config) -> int:
+  """Steps per block of a compiled epoch (train._fori_epoch): 1 on CPU, where
+  a loop iteration costs no host round trip; SCAN_BLOCK_ACCELERATOR elsewhere."""
+  if config.scan_block:
+    return config.scan_block
+  return 1 if jax.default_backend() == 'cpu' else SCAN_BLOCK_ACCELERATOR
+
+
+def normalisation(config, ds):
+  """(mean, std) in pixel units: dataset statistics, or [0, 1] scaling for
+  the MLP on image datasets (the original code does not normalise there)."""
+  mode = config.normalize
+  if mode == 'auto':  # the original normalises Tiny-ImageNet for every model
+    mode = ('unit' if (config.model == 'mlp' and ds.name not in
+                       ('digits', 'tiny_imagenet')) else 'standard')
+  if mode == 'unit':
+    return np.zeros_like(ds.mean), np.full_like(ds.std, 255.0)
+  return ds.mean, ds.std
+
+
+@functools.lru_cache(maxsize=None)
+def _optimizer(learning_rate, momentum, weight_decay):
+  return optim.sgd(learning_rate, momentum, weight_decay)
+
+
+def make_optimizer(config):
+  return _optimizer(config.learning_rate, config.momentum, config.weight_decay)
+
+
+@functools.lru_cache(maxsize=None)
+def _model(name, config_json, num_classes):
+  import ml_collections
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  return models.get(name).build(config, num_classes)
+
+
+def make_model(config, num_classes):
+  return _model(config.model, config.to_json(), num_classes)
+
+
+def step_config(config, train_type: str, dataset_name: str) -> train.StepConfig:
+  """What the run's training type, optimizer and recipe compile into the step."""
+  return train.StepConfig(
+      regularizer=interventions.get(train_type).regularizer_for(config),
+      sam_rho=config.rho if config.optimizer == 'sam' else None,
+      sam_bn_second_pass=config.sam_bn_second_pass,
+      augment=sota.augmentation(config, dataset_name),
+      lr_schedule=sota.lr_schedule(config))
+
+
+def chunk_buffer(num_train, num_chunks, seed):
+  """Dataset indices in buffer order: a seeded random split into equal
+  chunks (remainder dropped), chunk 1 first."""
+  chunk_size = num_train // num_chunks
+  if chunk_size < 1:
+    raise UserError(f'num_chunks={num_chunks} exceeds the {num_train} training '
+                    f'examples; lower --config.num_chunks')
+  order = np.random.default_rng([seed, 0xC4A2]).permutation(num_train)
+  return order[:chunk_size * num_chunks].astype(np.int32), chunk_size

@@ -1,0 +1,82 @@
+"""The project is a package whose modules import one way (no circles)."""
+import ast
+import os
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / 'dash_jax'
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(ROOT).with_suffix('').parts
+  return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def _imports(path: pathlib.Path, modules: set) -> set:
+  """dash_jax modules `path` imports, at any depth of the file."""
+  out = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+      names = [node.module] + [f'{node.module}.{a.name}' for a in node.names]
+    else:
+      continue
+    out |= {n for n in names if n in modules}
+  return out
+
+
+def import_graph() -> dict:
+  files = {_module_name(p): p for p in PACKAGE.rglob('*.py')}
+  modules = set(files)
+  graph = {m: _imports(p, modules) - {m} for m, p in files.items()}
+  for m in graph:  # `from dash_jax import x` names x, not the package itself
+    if any(d.startswith('dash_jax.') for d in graph[m]):
+      graph[m].discard('dash_jax')
+  return graph
+
+
+def find_cycle(graph: dict):
+  state, stack = {}, []
+
+  def visit(m):
+    state[m] = 'open'
+    stack.append(m)
+    for d in sorted(graph.get(m, ())):
+      if state.get(d) == 'open':
+        return stack[stack.index(d):] + [d]
+      if d not in state:
+        found = visit(d)
+        if found:
+          return found
+    state[m] = 'done'
+    stack.pop()
+    return None
+
+  for m in sorted(graph):
+    if m not in state:
+      found = visit(m)
+      if found:
+        return found
+  return None
+
+
+def test_the_package_imports_one_way():
+  graph = import_graph()
+  assert 'dash_jax.experiment' in graph and 'dash_jax.runs' in graph
+  assert find_cycle(graph) is None, ' -> '.join(find_cycle(graph))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+  assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
+  assert find_cycle({'a': {'b'}, 'b': set()}) is None
+
+
+def test_no_file_edits_sys_path():
+  offenders = []
+  for path in ROOT.rglob('*.py'):
+    if '.git' in path.parts or path.name == os.path.basename(__file__):
+      continue
+    if 'sys.path' in path.read_text():
+      offenders.append(str(path.relative_to(ROOT)))
+  assert offenders == []
