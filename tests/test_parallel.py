@@ -123,7 +123,7 @@ def test_two_processes_share_the_runs(tfds_dir, tmp_path):
                                            for s in (0, 1))
   assert ran[0] and ran[1] and not set(ran[0]) & set(ran[1])  # each run once
   assert len(results[0]['returned']) == 4  # the main process reports them all
-  rows = json.loads((tmp_path / 'summary.json').read_text())
+  rows = json.loads((tmp_path / 'summary.json').read_text())['rows']
   assert sorted(r['train_type'] for r in rows) == ['dash', 'warm']
   assert all(r['seeds'] == [0, 1] for r in rows)
 
