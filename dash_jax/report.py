@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from dash_jax import aggregate
 from dash_jax import config as config_lib
 from dash_jax import interventions
 from dash_jax import results as results_lib
@@ -52,25 +53,7 @@ METRICS = (
 )
 
 
-@dataclasses.dataclass
-class Run:
-  """One results.json: one (dataset, optimizer, train_type, seed)."""
-  path: str
-  config: dict
-  experiments: list
-
-  @property
-  def key(self):
-    c = self.config
-    return (c['dataset'], c['optimizer'], c['train_type'])
-
-  def curve(self, field):
-    return np.array([e[field] for e in self.experiments], np.float64)
-
-  def metrics(self) -> dict:
-    acc, steps = self.curve('test_acc'), self.curve('steps')
-    return {'test_acc_last': acc[-1], 'test_acc_mean': acc.mean(),
-            'steps_last': steps[-1], 'steps_mean': steps.mean()}
+Run = aggregate.Run  # one results.json
 
 
 @dataclasses.dataclass
@@ -83,6 +66,7 @@ class Row:
   mean: dict
   std: dict
   best: dict = dataclasses.field(default_factory=dict)
+  environments: list = dataclasses.field(default_factory=list)
 
 
 # ------------------------------------------------------------------ gather
@@ -128,7 +112,7 @@ def _read_run(path):
   expected = config.get('num_chunks', len(exps))
   if len(exps) != expected:
     return None, f'incomplete ({len(exps)}/{expected} experiments)'
-  return Run(path, config, exps), None
+  return Run(path, config, exps, res.get('provenance')), None
 
 
 # --------------------------------------------------------------- aggregate
@@ -139,27 +123,27 @@ def _order(values, preferred):
   return sorted(set(values), key=lambda v: (rank.get(v, len(rank)), v))
 
 
-def group(runs) -> 'collections.OrderedDict[tuple, list[Run]]':
+def group(runs) -> collections.OrderedDict[tuple, list[Run]]:
   """(dataset, optimizer, train_type) -> runs (by seed), in table order."""
-  by_key = collections.defaultdict(list)
-  for r in runs:
-    by_key[r.key].append(r)
+  by_key = aggregate.group(runs)
   opts = _order([k[1] for k in by_key], OPTIMIZER_ORDER)
   tts = _order([k[2] for k in by_key], TRAIN_TYPE_LABELS)
   keys = sorted(by_key, key=lambda k: (k[0], opts.index(k[1]), tts.index(k[2])))
-  return collections.OrderedDict(
-      (k, sorted(by_key[k], key=lambda r: results_lib.seed_of(r.config))) for k in keys)
+  return collections.OrderedDict((k, by_key[k]) for k in keys)
 
 
-def aggregate(groups) -> list[Row]:
+def _shown(run) -> dict:
+  metrics = run.metrics()
+  return {m.key: m.scale * metrics[m.key] for m in METRICS}
+
+
+def aggregate_rows(groups) -> list[Row]:
   """Mean and (population) std over seeds; best per column per block."""
   rows = []
   for (dataset, opt, tt), runs in groups.items():
-    values = {m.key: m.scale * np.array([r.metrics()[m.key] for r in runs])
-              for m in METRICS}
-    rows.append(Row(dataset, opt, tt, [results_lib.seed_of(r.config) for r in runs],
-                    {k: float(v.mean()) for k, v in values.items()},
-                    {k: float(v.std()) for k, v in values.items()}))
+    s = aggregate.over_seeds(runs, _shown)
+    rows.append(Row(dataset, opt, tt, s.seeds, s.mean, s.std,
+                    environments=s.environments))
   for block in _blocks(rows).values():
     for m in METRICS:
       shown = [round(r.mean[m.key], m.digits) for r in block]
@@ -217,21 +201,26 @@ def markdown(rows, figures=None, notes=()) -> str:
       out.append(f'| {r.optimizer.upper()} | {label(r.train_type)} | {len(r.seeds)} | ' +
                  ' | '.join(_cell(r, m) for m in METRICS) + ' |')
     out.append('')
+    out += aggregate.environment_lines(
+        (f'{r.optimizer.upper()} {label(r.train_type)}', r.environments)
+        for r in rows if r.dataset == dataset)
+    out.append('')
     for (d, opt), path in figures.items():
       if d == dataset:
-        out += [f'![{dataset}, {opt.upper()}: test accuracy and steps per experiment]'
-                f'({os.path.basename(path)})', '']
-  out += ['mean (std) over seeds (population std). "last": the last experiment; '
-          '"mean": mean over all experiments; steps: SGD steps (batches) in one '
-          'experiment. Bold: the best of a column among the training types of one '
-          'dataset and optimizer (highest accuracy, fewest steps), compared as shown.']
+        out += [(f'![{dataset}, {opt.upper()}: test accuracy and steps per experiment]'
+                 f'({os.path.basename(path)})'), '']
+  out.append('mean (std) over seeds (population std). "last": the last experiment; '
+             '"mean": mean over all experiments; steps: SGD steps (batches) in one '
+             'experiment. Bold: the best of a column among the training types of one '
+             'dataset and optimizer (highest accuracy, fewest steps), compared as shown.')
   for n in notes:
     out.append(f'\nNote: {n}')
   return '\n'.join(out) + '\n'
 
 
 CSV_FIELDS = (['dataset', 'optimizer', 'train_type', 'num_seeds', 'seeds'] +
-              [f'{m.key}{s}' for m in METRICS for s in ('_mean', '_std', '_best')])
+              [f'{m.key}{s}' for m in METRICS for s in ('_mean', '_std', '_best')] +
+              ['environments'])
 
 
 def csv_text(rows) -> str:
@@ -246,6 +235,7 @@ def csv_text(rows) -> str:
       rec[f'{m.key}_mean'] = repr(r.mean[m.key])
       rec[f'{m.key}_std'] = repr(r.std[m.key])
       rec[f'{m.key}_best'] = int(bool(r.best.get(m.key)))
+    rec['environments'] = '; '.join(r.environments)
     w.writerow(rec)
   return buf.getvalue()
 
@@ -309,7 +299,7 @@ def write(dirs, out_dir=None) -> Report:
   out_dir = out_dir or dirs[0]
   runs, skipped = gather(dirs)
   groups = group(runs)
-  rows = aggregate(groups)
+  rows = aggregate_rows(groups)
   os.makedirs(out_dir, exist_ok=True)
   figures = {}
   by_block = collections.OrderedDict()

@@ -1,30 +1,27 @@
 """The launch's closing table: each summary figure as mean and std over seeds."""
 from __future__ import annotations
 
-import collections
 import json
 import os
 
-import numpy as np
-
-from dash_jax import results as results_lib
+from dash_jax import aggregate
 
 FIELDS = ('test_acc_last', 'test_acc_mean', 'steps_last', 'steps_mean', 'steps_total')
 
 
-def aggregate(results: list[dict]) -> list[dict]:
-  """One row per (train_type, optimizer): mean/std over seeds of each field."""
-  groups = collections.OrderedDict()
-  for r in results:
-    c = r['config']
-    groups.setdefault((c['train_type'], c['optimizer']), []).append(r)
+def aggregate_rows(results: list[dict]) -> list[dict]:
+  """One row per (train_type, optimizer): mean/std over seeds of each field,
+  and the environments the seeds ran in."""
+  runs = [aggregate.Run.from_results(r) for r in results]
+  groups = aggregate.group(runs, key=lambda r: (r.config['train_type'],
+                                                r.config['optimizer']))
   rows = []
-  for (tt, opt), runs in groups.items():
-    row = {'train_type': tt, 'optimizer': opt,
-           'seeds': [results_lib.seed_of(r['config']) for r in runs]}
+  for (tt, opt), g in groups.items():
+    stats = aggregate.over_seeds(g)
+    row = {'train_type': tt, 'optimizer': opt, 'seeds': stats.seeds}
     for f in FIELDS:
-      values = np.array([r['summary'][f] for r in runs], dtype=np.float64)
-      row[f] = {'mean': float(values.mean()), 'std': float(values.std())}
+      row[f] = {'mean': stats.mean[f], 'std': stats.std[f]}
+    row['environments'] = stats.environments
     rows.append(row)
   return rows
 
@@ -33,21 +30,44 @@ def markdown(rows: list[dict]) -> str:
   head = ('| train_type | optimizer | seeds | test acc last (%) | test acc mean (%) '
           '| steps last | steps mean | steps total |')
   lines = [head, '|' + '---|' * 8]
+  pct = lambda r, f: f"{100 * r[f]['mean']:.2f} ({100 * r[f]['std']:.2f})"
+  num = lambda r, f: f"{r[f]['mean']:.0f} ({r[f]['std']:.0f})"
   for r in rows:
-    pct = lambda f: f"{100 * r[f]['mean']:.2f} ({100 * r[f]['std']:.2f})"
-    num = lambda f: f"{r[f]['mean']:.0f} ({r[f]['std']:.0f})"
     lines.append(f"| {r['train_type']} | {r['optimizer']} | {len(r['seeds'])} | "
-                 f"{pct('test_acc_last')} | {pct('test_acc_mean')} | "
-                 f"{num('steps_last')} | {num('steps_mean')} | {num('steps_total')} |")
-  return '\n'.join(lines) + '\n\nmean (std) over seeds.\n'
+                 f"{pct(r, 'test_acc_last')} | {pct(r, 'test_acc_mean')} | "
+                 f"{num(r, 'steps_last')} | {num(r, 'steps_mean')} | "
+                 f"{num(r, 'steps_total')} |")
+  envs = aggregate.environment_lines(
+      (f"{r['train_type']}/{r['optimizer']}", r.get('environments', [])) for r in rows)
+  return '\n'.join(lines) + '\n\nmean (std) over seeds.\n\n' + '\n'.join(envs) + '\n'
 
 
-def write(workdir: str, results: list[dict]) -> str:
-  """summary.json and summary.md in the workdir; returns the Markdown."""
-  rows = aggregate(results)
+def environments(results: list[dict]) -> list[dict]:
+  """The distinct provenance blocks of the results, ignoring start/end times
+  and command line (which differ between any two runs)."""
+  out = {}
+  for r in results:
+    block = r.get('provenance')
+    if block:
+      out.setdefault(_environment_fingerprint(block), block)
+  return list(out.values())
+
+
+def _environment_fingerprint(block):
+  per_run = ('start_time', 'end_time', 'command')
+  return json.dumps({k: v for k, v in block.items() if k not in per_run}, sort_keys=True)
+
+
+def write(workdir: str, results: list[dict], provenance: list[dict] | None = None) -> str:
+  """summary.json ({'rows', 'environments'}) and summary.md in the workdir;
+  returns the Markdown. provenance: the launch's blocks (default: those the
+  results carry)."""
+  rows = aggregate_rows(results)
   text = markdown(rows)
+  if provenance is None:
+    provenance = environments(results)
   with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-    json.dump(rows, f, indent=2)
+    json.dump({'rows': rows, 'environments': list(provenance)}, f, indent=2)
   with open(os.path.join(workdir, 'summary.md'), 'w') as f:
     f.write(text)
   return text

@@ -2,7 +2,6 @@
 smoke mode when torch is installed. No timing assertions."""
 import importlib.util
 import os
-import sys
 
 import numpy as np
 import pytest

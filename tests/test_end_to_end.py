@@ -31,7 +31,7 @@ def test_launch_writes_results_and_summary(tiny_config, tmp_path):
   assert s['steps_total'] == sum(e['steps'] for e in exps)
   assert np.isclose(s['test_acc_mean'], np.mean([e['test_acc'] for e in exps]))
   with open(tmp_path / 'summary.json') as f:
-    rows = json.load(f)
+    rows = json.load(f)['rows']
   assert [r['train_type'] for r in rows] == ['cold', 'warm', 'sp', 'dash']
   assert all(r['seeds'] == [0, 1] for r in rows)
   assert (tmp_path / 'summary.md').read_text().count('| sgd |') == 4

@@ -63,7 +63,7 @@ def test_four_devices_match_one(tfds_dir, tmp_path):
              JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
   code = CHILD.format(root=ROOT, tfds=tfds_dir, work=str(tmp_path))
   proc = subprocess.run([sys.executable, '-c', code], env=env, cwd=ROOT, capture_output=True,
-                        text=True, timeout=600)
+                        text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
   out = json.loads(line[len('RESULT '):])
@@ -124,7 +124,7 @@ def test_two_processes_share_the_runs(tfds_dir, tmp_path):
                                            for s in (0, 1))
   assert ran[0] and ran[1] and not set(ran[0]) & set(ran[1])  # each run once
   assert len(results[0]['returned']) == 4  # the main process reports them all
-  rows = json.loads((tmp_path / 'summary.json').read_text())
+  rows = json.loads((tmp_path / 'summary.json').read_text())['rows']
   assert sorted(r['train_type'] for r in rows) == ['dash', 'warm']
   assert all(r['seeds'] == [0, 1] for r in rows)
 

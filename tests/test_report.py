@@ -27,7 +27,7 @@ RUNS = {
 }
 
 
-def write_run(root, dataset, opt, tt, seed, accs, steps, **extra):
+def write_run(root, dataset, opt, tt, seed, accs, steps, provenance=None, **extra):
   config = {'experiment': 'incremental', 'dataset': dataset, 'optimizer': opt,
             'train_type': tt, 'seed': seed, 'seeds': str(seed),
             'num_chunks': len(accs), 'model': 'mlp', **extra}
@@ -36,8 +36,11 @@ def write_run(root, dataset, opt, tt, seed, accs, steps, **extra):
           for j, (a, s) in enumerate(zip(accs, steps), 1)]
   path = os.path.join(root, dataset, f'{tt}-{opt}-seed{seed}')
   os.makedirs(path)
+  res = {'config': config, 'experiments': exps, 'summary': {}}
+  if provenance is not None:
+    res['provenance'] = provenance
   with open(os.path.join(path, 'results.json'), 'w') as f:
-    json.dump({'config': config, 'experiments': exps, 'summary': {}}, f)
+    json.dump(res, f)
 
 
 @pytest.fixture
@@ -60,7 +63,7 @@ def md_rows(text):
   for line in text.splitlines():
     if line.startswith('## '):
       dataset = line[3:]
-    elif line.startswith('| SGD') or line.startswith('| SAM'):
+    elif line.startswith(('| SGD', '| SAM')):
       cells = [c.strip() for c in line.strip('|').split('|')]
       rows[(dataset, cells[0], cells[1])] = cells[2:]
   return rows
@@ -161,7 +164,61 @@ def test_cli_module_entry_point(results_dir, tmp_path):
   out = tmp_path / 'out'
   proc = subprocess.run(
       [sys.executable, '-m', 'dash_jax.report', str(results_dir), '--out', str(out)],
-      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+      capture_output=True, text=True, check=False,
+      cwd=os.path.dirname(os.path.dirname(__file__)))
   assert proc.returncode == 0, proc.stderr
   assert '| SGD | DASH | 2 |' in proc.stdout
   assert {'report.md', 'report.csv', 'figure_digits_sgd.png'} <= set(os.listdir(out))
+
+
+def env_block(jax_version='0.10.2', device_kind='cpu', processor='Intel Xeon'):
+  """The fields of provenance.collect that environment_key reads."""
+  return {'libraries': {'jax': jax_version, 'jaxlib': jax_version},
+          'backend': 'cpu' if device_kind == 'cpu' else 'gpu', 'device_kind': device_kind,
+          'device_count': 1, 'processor': processor, 'precision': 'float32',
+          'start_time': '2020-01-01T00:00:00Z'}
+
+
+def table_tail(text, dataset):
+  """The lines between a dataset's table and the next heading or figure."""
+  lines = text.split(f'## {dataset}\n', 1)[1].splitlines()
+  rest = [l for l in lines if not l.startswith('|')]
+  out = []
+  for line in rest:
+    if line.startswith(('## ', '![', 'mean (std)')):
+      break
+    out.append(line)
+  return [l for l in out if l]
+
+
+def test_environment_line_under_each_table(tmp_path):
+  one = env_block()
+  for seed in (0, 1):
+    write_run(str(tmp_path), 'digits', 'sgd', 'cold', seed, [.5, .6], [1, 2],
+              provenance=dict(one, start_time=f'2020-01-0{seed + 1}T00:00:00Z'))
+  write_run(str(tmp_path), 'digits', 'sgd', 'dash', 0, [.5, .7], [1, 2], provenance=one)
+  write_run(str(tmp_path), 'svhn', 'sgd', 'cold', 0, [.5, .6], [1, 2])
+  rep = report.write([str(tmp_path)])
+  assert table_tail(rep.markdown, 'digits') == [
+      'Environment: jax 0.10.2, cpu x1 (Intel Xeon), float32.']
+  assert table_tail(rep.markdown, 'svhn') == ['Environment: environment not recorded.']
+  assert 'come from' not in rep.markdown
+  assert [r.environments for r in rep.rows] == [
+      ['jax 0.10.2, cpu x1 (Intel Xeon), float32']] * 2 + [['environment not recorded']]
+  with open(rep.paths['csv']) as f:
+    rows = list(csv.DictReader(f))
+  assert rows[0]['environments'] == 'jax 0.10.2, cpu x1 (Intel Xeon), float32'
+
+
+def test_rows_from_different_environments_are_noted(tmp_path):
+  cpu, gpu = env_block(), env_block('0.4.30', 'NVIDIA H200', 'AMD EPYC')
+  write_run(str(tmp_path), 'digits', 'sgd', 'cold', 0, [.5, .6], [1, 2], provenance=cpu)
+  write_run(str(tmp_path), 'digits', 'sgd', 'cold', 1, [.5, .6], [1, 2], provenance=gpu)
+  write_run(str(tmp_path), 'digits', 'sgd', 'dash', 0, [.5, .7], [1, 2], provenance=gpu)
+  write_run(str(tmp_path), 'digits', 'sam', 'dash', 0, [.5, .7], [1, 2])
+  text = report.write([str(tmp_path)]).markdown
+  assert table_tail(text, 'digits') == [
+      'Note: rows of this table come from 3 environments:',
+      '- jax 0.10.2, cpu x1 (Intel Xeon), float32: SGD Cold',
+      '- jax 0.4.30, NVIDIA H200 x1 (AMD EPYC), float32: SGD Cold, SGD DASH',
+      '- environment not recorded: SAM DASH']
