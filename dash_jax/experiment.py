@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from dash_jax import (assembly, checkpoint, compiles, interventions, models, monitor,
-                      parallel, results, train)
+                      parallel, provenance, results, train)
 from dash_jax import data as data_lib
 
 
@@ -63,7 +63,8 @@ class _GroupCheckpoints:
 
   def restore(self, states, keys, mesh):
     """(states, keys, experiments per seed, first experiment, progress per
-    seed or None, elapsed) from the newest readable save, or None."""
+    seed or None, elapsed, provenance of the save) from the newest readable
+    save, or None."""
     if self._plain():
       states, keys = train.take_seed(states, 0), keys[0]
     restored = self.ckpts.restore_latest(states, keys, self.log)
@@ -76,9 +77,10 @@ class _GroupCheckpoints:
       experiments, progress = [experiments], progress and [progress]
     progress = progress and [train.Progress(**p) for p in progress]
     states, keys = parallel.replicate((states, keys), mesh)
-    return states, keys, experiments, meta['experiment'], progress, meta['elapsed']
+    return (states, keys, experiments, meta['experiment'], progress, meta['elapsed'],
+            meta.get('provenance'))
 
-  def save(self, j, states, keys, experiments, progress=None, elapsed=0.0):
+  def save(self, j, states, keys, experiments, progress=None, elapsed=0.0, prov=None):
     epoch = max(p.epochs for p in progress) if progress else 0
     progress = [dataclasses.asdict(p) for p in progress] if progress else None
     if self._plain():
@@ -86,7 +88,7 @@ class _GroupCheckpoints:
       experiments, progress = experiments[0], progress and progress[0]
     self.ckpts.save(j * (self.max_epoch + 1) + epoch, states, keys, {
         'experiment': j, 'experiments': experiments, 'elapsed': elapsed,
-        'progress': progress})
+        'progress': progress, 'provenance': prov})
 
   def close(self):
     self.ckpts.close()
@@ -110,6 +112,7 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
 
   mesh = parallel.current_mesh()  # set by the launch; data and state live on all of it
   counter = compiles.CompileCounter()
+  prov = provenance.collect(config)
   mean, std = assembly.normalisation(config, ds)
   labels = np.stack([data_lib.noisy_labels(ds.train_y, config.label_noise,
                                            ds.num_classes, s) for s in seeds])
@@ -137,10 +140,15 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
   ckpts = _GroupCheckpoints(config, checkpoint_dir(workdir, runs), num_seeds, log)
   restored = ckpts.restore(states, keys, mesh)
   if restored is not None:
-    states, keys, experiments, first, progress, elapsed = restored
+    states, keys, experiments, first, progress, elapsed, saved_prov = restored
     where = runs[0].name if num_seeds == 1 else f'seeds {seeds}'
     log(f'  [{where}] resuming at experiment {first}'
         + (f', epoch {progress[0].epochs + 1}' if progress else ''))
+    changed = provenance.environment_differences(saved_prov, prov)
+    if changed:
+      log(f'  [{where}] resumed in another environment: {"; ".join(changed)}')
+    if saved_prov is not None:
+      prov['resumed_from'] = saved_prov
 
   def intervene(fn, states, keys, j):
     """A training type's (state, ctx) -> state, for every seed."""
@@ -186,7 +194,7 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
           checkpoint_every=config.checkpoint_every_epochs, on_epoch=on_epoch,
           epochs_per_call=1 if diagnostics else train.EPOCHS_PER_CALL, block=block,
           on_checkpoint=lambda s, k, p: ckpts.save(j, s, k, experiments, p,
-                                                   time.perf_counter() - start))
+                                                   time.perf_counter() - start, prov))
       progress, elapsed = None, 0.0
       test = np.asarray(per_seed(evaluate)(states))
       wall = time.perf_counter() - start
@@ -202,16 +210,17 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
       if training_type.after is not None:
         keys, k = train.split_keys(keys)
         states = intervene(training_type.after, states, k, j)
-      ckpts.save(j + 1, states, keys, experiments)
+      ckpts.save(j + 1, states, keys, experiments, prov=prov)
   finally:
     ckpts.close()
     for obs in observers:
       obs.close()
 
   out = []
+  prov = provenance.stamp_end(prov)
   for run, exps in zip(runs, experiments):
     res = {'config': run.config.to_dict(), 'experiments': exps,
-           'summary': results.summarise(exps)}
+           'summary': results.summarise(exps), 'provenance': prov}
     results.write_json(os.path.join(run.folder, results.RESULTS), res)
     out.append(res)
   return out

@@ -134,3 +134,33 @@ def test_summary_json_carries_environments(block, tmp_path):
   # A launch's own blocks, passed explicitly, are stored as given.
   summary.write(str(tmp_path), results, provenance=[block])
   assert json.loads((tmp_path / 'summary.json').read_text())['environments'] == [block]
+
+
+def test_a_run_records_its_provenance_and_warns_on_a_resume_elsewhere(
+    tiny_config, tmp_path, monkeypatch):
+  tiny_config.progress = False
+  res = dash_jax.run(tiny_config, str(tmp_path), log=lambda *a: None)
+  (run,) = res.values()
+  block = run['provenance']
+  assert block['backend'] == 'cpu' and block['device_count'] >= 1
+  assert block['libraries']['jax'] == jax.__version__
+  assert block['precision'] == tiny_config.get('precision', 'float32')
+  assert block['start_time'] <= block['end_time']
+  with open(tmp_path / 'warm-sgd-seed0' / 'results.json') as f:
+    assert json.load(f)['provenance'] == block
+  with open(tmp_path / 'summary.json') as f:
+    assert json.load(f)['environments'][0]['libraries'] == block['libraries']
+  assert 'Environment: ' + provenance.environment_key(block) in (
+      tmp_path / 'report.md').read_text()
+
+  # The same run resumed (from its last checkpoint) under another jax version.
+  os.remove(tmp_path / 'warm-sgd-seed0' / 'results.json')
+  real = provenance.libraries
+  monkeypatch.setattr(provenance, 'libraries', lambda: {**real(), 'jax': '0.0.1'})
+  lines = []
+  again = dash_jax.run(tiny_config, str(tmp_path), log=lines.append)
+  changed = [l for l in lines if 'resumed in another environment' in l]
+  assert len(changed) == 1 and f'jax {jax.__version__} -> 0.0.1' in changed[0]
+  (rerun,) = again.values()
+  assert rerun['provenance']['resumed_from']['libraries']['jax'] == jax.__version__
+  assert rerun['experiments'] == run['experiments']
