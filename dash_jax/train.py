@@ -371,7 +371,7 @@ def _scan_direction(state, data, buffer_idx, num_chunks_seen, alpha, chunk_size)
                               (get_batch, num_chunks_seen), alpha)
 
 
-@functools.partial(jax.jit, static_argnames='chunk_size', donate_argnums=(0,))
+@functools.partial(jax.jit, static_argnames='chunk_size')
 def _direction_step(g, state, data, buffer_idx, i, alpha, chunk_size):
   get_batch, grad_fn = _direction_fns(state, data, buffer_idx, chunk_size)
   return shrink.ema_update(g, grad_fn(state.params, get_batch(i)), alpha)

@@ -12,7 +12,7 @@ import pytest
 
 import dash_jax
 from dash_jax import diagnostics, models, optim, train
-from dash_jax.protocol import EXECUTION_RECORD_FIELDS
+from dash_jax.results import EXECUTION_RECORD_FIELDS
 
 
 @pytest.fixture(scope='module')

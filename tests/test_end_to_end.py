@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 import dash_jax
-from dash_jax.protocol import EXECUTION_RECORD_FIELDS
+from dash_jax.results import EXECUTION_RECORD_FIELDS
 
 
 def test_launch_writes_results_and_summary(tiny_config, tmp_path):

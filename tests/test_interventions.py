@@ -10,7 +10,8 @@ from dash_jax.interventions import TRAINING_TYPES, Context, L2Init
 
 MODEL = models.MLP(num_classes=3, width=8, depth=2)
 TX = optim.sgd(0.1, 0.9)
-CONFIG = ConfigDict(dict(sp_lambda=0.3, sp_sigma=0.01, dash_lambda=0.3, dash_per='kernel'))
+CONFIG = ConfigDict(dict(sp_lambda=0.3, sp_sigma=0.01, dash_lambda=0.3, dash_alpha=0.3,
+                         dash_per='kernel', l2_init_lambda=0.5, l2_init_form='sq_dist'))
 
 
 def fresh(key):
@@ -28,9 +29,10 @@ def trained():
   return state
 
 
-def ctx(direction=None):
-  return Context(key=jax.random.PRNGKey(7), experiment=2, config=CONFIG,
-                 fresh_state=fresh, direction=lambda s: direction, head=('head',))
+def ctx(direction=None, train_type='warm'):
+  return Context(key=jax.random.PRNGKey(7), experiment=2,
+                 hparams=TRAINING_TYPES[train_type].hparams(CONFIG), fresh_state=fresh,
+                 direction=lambda s, alpha: direction, head=('head',))
 
 
 def momentum(state):
@@ -43,9 +45,18 @@ def same(a, b):
 
 def test_registry_hooks():
   assert set(TRAINING_TYPES) == {'cold', 'warm', 'warm_rm', 'reset', 'l2_init', 'sp', 'dash'}
-  assert TRAINING_TYPES['warm'] == interventions.TrainingType()
+  assert TRAINING_TYPES['warm'] == interventions.TrainingType('Warm')
   assert TRAINING_TYPES['dash'].before is not None and TRAINING_TYPES['dash'].after is None
-  assert TRAINING_TYPES['l2_init'].regularized
+  assert [t.label for t in TRAINING_TYPES.values()] == [
+      'Cold', 'Warm', 'Warm ReM', 'Reset', 'L2 Init', 'S&P', 'DASH']
+
+
+def test_training_types_build_their_own_hyper_parameters():
+  assert TRAINING_TYPES['dash'].hparams(CONFIG) == interventions.Dash(0.3, 0.3, 'kernel')
+  assert TRAINING_TYPES['sp'].hparams(CONFIG) == interventions.ShrinkPerturb(0.3, 0.01)
+  assert TRAINING_TYPES['l2_init'].regularizer_for(CONFIG) == L2Init(0.5, 'sq_dist')
+  assert all(TRAINING_TYPES[t].regularizer_for(CONFIG) is None
+             for t in TRAINING_TYPES if t != 'l2_init')
 
 
 def test_warm_rm_zeroes_momentum_keeps_weights(trained):
@@ -73,7 +84,7 @@ def test_reset_changes_only_the_head(trained):
 
 
 def test_shrink_perturb_leaves_batchnorm(trained):
-  out = interventions.shrink_perturb(trained, ctx())
+  out = interventions.shrink_perturb(trained, ctx(train_type='sp'))
   assert same(out.params['bn1'], trained.params['bn1'])
   assert same(out.batch_stats, trained.batch_stats)
   assert same(momentum(out), momentum(trained))
@@ -87,7 +98,7 @@ def test_shrink_perturb_leaves_batchnorm(trained):
 
 def test_dash_shrinks_kernels_only(trained):
   direction = jax.tree.map(lambda p: -p, trained.params)  # anti-aligned: scale = lambda
-  out = TRAINING_TYPES['dash'].before(trained, ctx(direction))
+  out = TRAINING_TYPES['dash'].before(trained, ctx(direction, 'dash'))
   expected = shrink.dash_shrink(trained.params, direction, 0.3)
   assert same(out.params, expected)
   assert same(out.params['bn1'], trained.params['bn1'])
