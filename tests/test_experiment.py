@@ -1,0 +1,118 @@
+"""The experiment loop wires each training type in where the original does.
+
+Spies record what the loop hands to the interventions and to training; the
+checks recompute it independently (buffer order, labels, normalisation,
+BatchNorm in evaluation mode), so a wrong wiring fails here.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import dash_jax
+from dash_jax import assembly, interventions, sota, train
+from dash_jax import data as data_lib
+
+
+@pytest.fixture
+def spy(monkeypatch):
+  """Events in order: ('train', j, params at its start) and, per spied
+  training type, (name, j, state in, ctx, state out)."""
+  events = []
+  real_train = train.train_until_converged
+
+  def train_spy(states, keys, data, buffer_idx, n, **kw):
+    events.append(('train', kw['experiment'], train.take_seed(states, 0).params))
+    return real_train(states, keys, data, buffer_idx, n, **kw)
+  monkeypatch.setattr(train, 'train_until_converged', train_spy)
+
+  def watch(name, hook):
+    tt = interventions.TRAINING_TYPES[name]
+    real = getattr(tt, hook)
+
+    def fn(state, ctx):
+      out = real(state, ctx)
+      events.append((name, ctx.experiment, state, ctx, out))
+      return out
+    monkeypatch.setitem(interventions.TRAINING_TYPES, name,
+                        dataclasses.replace(tt, **{hook: fn}))
+  return events, watch
+
+
+def _independent_direction(config, state, j, alpha):
+  """EMA of -grad over chunks 1..j in buffer order, eval-mode BatchNorm,
+  un-augmented normalised pixels, one chunk a batch."""
+  ds = data_lib.load(config)
+  labels = data_lib.noisy_labels(ds.train_y, config.label_noise, ds.num_classes, 0)
+  buffer, chunk = assembly.chunk_buffer(len(labels), config.num_chunks, 0)
+  mean, std = assembly.normalisation(config, ds)
+  g = jax.tree.map(jnp.zeros_like, state.params)
+  for i in range(j):
+    idx = buffer[i * chunk:(i + 1) * chunk]
+    x = (ds.train_x[idx].astype(np.float32) - mean) / std
+    y = labels[idx]
+
+    def loss(p):
+      logits = state.apply_fn({'params': p, 'batch_stats': state.batch_stats}, x,
+                              train=False)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    g = jax.tree.map(lambda a, b: (1 - alpha) * a - alpha * b, g, jax.grad(loss)(state.params))
+  return g
+
+
+def test_dash_shrinks_before_training_on_all_data_so_far(tiny_config, tmp_path, spy,
+                                                         monkeypatch):
+  events, watch = spy
+  tiny_config.train_type = 'dash'
+  tiny_config.num_chunks = 4
+  tiny_config.dash_alpha = 0.5
+  tiny_config.progress = False
+  # Augment digits in training (SoTA recipe): the direction must not see it.
+  monkeypatch.setitem(sota.AUGMENTATIONS, 'digits', ('flip',))
+  tiny_config.sota = True
+  watch('dash', 'before')
+  dash_jax.run(tiny_config, str(tmp_path), log=lambda *a: None)
+
+  kinds = [(e[0], e[1]) for e in events]
+  assert kinds == [('train', 1), ('dash', 2), ('train', 2), ('dash', 3), ('train', 3),
+                   ('dash', 4), ('train', 4)]
+  for name, j, state_in, ctx, state_out in (e for e in events if e[0] == 'dash'):
+    used = ctx.direction(state_in, ctx.hparams.alpha)
+    want = _independent_direction(tiny_config, state_in, j, 0.5)
+    for a, b in zip(jax.tree.leaves(used), jax.tree.leaves(want), strict=True):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+    # the experiment trains from exactly the shrunk weights
+    trained_from = next(e[2] for e in events if e[:2] == ('train', j))
+    for a, b in zip(jax.tree.leaves(trained_from), jax.tree.leaves(state_out.params)):
+      np.testing.assert_array_equal(a, b)
+    # and shrinking moved something (the check above is not vacuous)
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(jax.tree.leaves(state_in.params), jax.tree.leaves(state_out.params)))
+
+
+def test_cold_redraws_everything_after_each_experiment(tiny_config, tmp_path, spy):
+  events, watch = spy
+  tiny_config.train_type = 'cold'
+  tiny_config.progress = False
+  watch('cold', 'after')
+  dash_jax.run(tiny_config, str(tmp_path), log=lambda *a: None)
+  colds = [e for e in events if e[0] == 'cold']
+  assert [e[1] for e in colds] == [1, 2, 3]
+  outs = [e[4] for e in colds]
+  for a, b in ((outs[0], outs[1]), (outs[1], outs[2])):  # each re-init its own draw
+    assert not np.allclose(a.params['fc1']['kernel'], b.params['fc1']['kernel'])
+  for e in colds:
+    state_in, out = e[2], e[4]
+    assert int(out.step) == 0 and int(state_in.step) > 0
+    assert all(np.all(np.asarray(t) == 0) for t in jax.tree.leaves(
+        out.opt_state.inner_state[1].trace))  # fresh momentum
+    assert any(np.any(np.asarray(t) != 0) for t in jax.tree.leaves(
+        state_in.opt_state.inner_state[1].trace))
+    # the next experiment trains from the fresh draw
+    nxt = [x for x in events if x[:2] == ('train', e[1] + 1)]
+    if nxt:
+      for a, b in zip(jax.tree.leaves(nxt[0][2]), jax.tree.leaves(out.params)):
+        np.testing.assert_array_equal(a, b)
