@@ -16,7 +16,9 @@ jax.config.update('jax_disable_most_optimizations', True)
 
 @pytest.fixture(scope='session')
 def tfds_dir(tmp_path_factory):
-  """A tfds data dir holding the digits dataset, built once, offline."""
+  """A tfds data dir holding the digits dataset, built once, offline.
+  Tests that need it skip where tfds is not installed (GPU machines)."""
+  pytest.importorskip('tensorflow_datasets')
   path = str(tmp_path_factory.mktemp('tfds'))
   from dash_jax.data.digits import DashDigits
   DashDigits(data_dir=path).download_and_prepare()
@@ -46,7 +48,7 @@ def mock_tfds():
   leaves `is_prepared` alone, and the loaders refuse unprepared data)."""
   import contextlib
   from unittest import mock
-  import tensorflow_datasets as tfds
+  tfds = pytest.importorskip('tensorflow_datasets')
 
   @contextlib.contextmanager
   def mocked(num_examples):
