@@ -262,8 +262,9 @@ def time_steps(sizes, opt, dtype, modes=('loop', 'scan')):
       return block(scan_epoch(state, data, order, n, sizes.steps, step_cfg,
                               sizes.batch))[0]
     start = time.perf_counter()
-    state = epoch(state)  # compiles (scan) and warms up
+    state = epoch(state)  # compiles (scan)
     first = time.perf_counter() - start
+    state = epoch(state)  # again: committed inputs can mean one more compile
     times = []
     for _ in range(sizes.repeats):
       start = time.perf_counter()
@@ -287,8 +288,9 @@ def time_seeds(sizes, num_seeds, flops_per_step):
   states = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
   keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
   buffer_idx = jnp.tile(jnp.arange(n, dtype=jnp.int32), (num_seeds, 1))
-  states, keys, _ = block(seeds_epoch(states, keys, data, buffer_idx, n, sizes.steps,
-                                      step_cfg, sizes.batch))
+  for _ in range(2):  # compile; then again, as time_steps does
+    states, keys, _ = block(seeds_epoch(states, keys, data, buffer_idx, n, sizes.steps,
+                                        step_cfg, sizes.batch))
   times = []
   for _ in range(sizes.repeats):
     start = time.perf_counter()
@@ -435,7 +437,7 @@ def run_tests(files, out_dir, timeout_s):
   xml = os.path.join(out_dir, 'device_check_tests.xml')
   env = dict(os.environ, JAX_DEFAULT_MATMUL_PRECISION='highest')
   if jax.default_backend() != 'cpu':
-    env['JAX_PLATFORMS'] = jax.default_backend()  # conftest defaults to cpu
+    env['JAX_PLATFORMS'] = ''  # set, so conftest keeps it; empty = JAX picks the GPU
   start = time.perf_counter()
   proc = subprocess.Popen([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
                            f'--junitxml={xml}', *files], cwd=ROOT, env=env,
@@ -452,7 +454,7 @@ def run_tests(files, out_dir, timeout_s):
     f.write(log)
   where = ', '.join(os.path.basename(f) for f in files)
   if stopped or not os.path.exists(xml):
-    dots = ''.join(re.findall(r'^([.FEsx]+)(?:\s+\[\s*\d+%\])?$', log, re.M))
+    dots = ''.join(re.findall(r'^([.FEsx]+)(?:\s+\[\s*\d+%\])?$', log, re.MULTILINE))
     counts = {c: dots.count(c) for c in '.FEs'}
     state = f'stopped after {timeout_s:.0f} s' if stopped else 'no report'
     return Row('tests', notes=f'{state}: {counts["."]} passed, {counts["F"]} failed, '
