@@ -30,7 +30,7 @@ def sam_ascent(rho: float) -> optax.GradientTransformation:
   """SAM's ascent step e = rho * g / (||g||_2 + 1e-12), global norm."""
   def scale(updates, params=None):
     del params
-    factor = rho / (optax.global_norm(updates) + SAM_EPS)
+    factor = rho / (optax.tree.norm(updates) + SAM_EPS)  # was optax.global_norm (deprecated)
     return jax.tree.map(lambda g: g * factor, updates)
   return optax.stateless(scale)
 

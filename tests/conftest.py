@@ -5,8 +5,8 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 # Tiny models: compile time dominates, so skip most XLA optimisation passes.
 jax.config.update('jax_disable_most_optimizations', True)
@@ -14,7 +14,9 @@ jax.config.update('jax_disable_most_optimizations', True)
 
 @pytest.fixture(scope='session')
 def tfds_dir(tmp_path_factory):
-  """A tfds data dir holding the digits dataset, built once, offline."""
+  """A tfds data dir holding the digits dataset, built once, offline.
+  Tests that need it skip where tfds is not installed (GPU machines)."""
+  pytest.importorskip('tensorflow_datasets')
   path = str(tmp_path_factory.mktemp('tfds'))
   from dash_jax.data.digits import DashDigits
   DashDigits(data_dir=path).download_and_prepare()
@@ -44,7 +46,7 @@ def mock_tfds():
   leaves `is_prepared` alone, and the loaders refuse unprepared data)."""
   import contextlib
   from unittest import mock
-  import tensorflow_datasets as tfds
+  tfds = pytest.importorskip('tensorflow_datasets')
 
   @contextlib.contextmanager
   def mocked(num_examples):

@@ -161,3 +161,49 @@ def test_mock_data_is_never_kept(mock_tfds, tmp_path):
   with mock_tfds(num_examples=12):
     data.load(_config('cifar10', tmp_path))
   assert not list(tmp_path.rglob('*.npz'))
+
+
+def test_digits_name_and_version_match_the_builder():
+  """load_digits finds kept arrays without importing tfds by these two."""
+  from dash_jax.data.digits import DashDigits
+  assert DashDigits.name == data.DIGITS_NAME
+  assert str(DashDigits.VERSION) == data.DIGITS_VERSION
+
+
+def test_digits_read_kept_arrays_without_building(tmp_path, monkeypatch):
+  first = data.load(_config('digits', tmp_path))
+  from dash_jax.data import digits
+
+  def refuse(*args, **kwargs):
+    raise AssertionError('tfds builder used although arrays are kept')
+  monkeypatch.setattr(digits, 'DashDigits', refuse)
+  again = data.load(_config('digits', tmp_path))
+  np.testing.assert_array_equal(again.train_x, first.train_x)
+  np.testing.assert_array_equal(again.test_y, first.test_y)
+  np.testing.assert_array_equal(again.mean, first.mean)
+
+
+def test_random_cifar_shape_is_seeded_noise_never_a_default(tmp_path):
+  from dash_jax.data import random_images
+  ds = data.load(_config('random_cifar_shape', tmp_path))
+  assert ds.train_x.shape == (50_000, 32, 32, 3) and ds.train_x.dtype == np.uint8
+  assert ds.test_x.shape == (10_000, 32, 32, 3) and ds.test_y.dtype == np.int32
+  assert ds.num_classes == 10 and ds.input_shape == (32, 32, 3)
+  assert sorted(set(ds.train_y.tolist())) == list(range(10))
+  pixels = ds.train_x[:2000].reshape(-1, 3).astype(np.float64)
+  np.testing.assert_allclose(ds.mean, pixels.mean(0), atol=0.5)
+  np.testing.assert_allclose(ds.std, pixels.std(0), atol=0.5)
+  np.testing.assert_allclose(ds.std, np.sqrt((256 ** 2 - 1) / 12), rtol=1e-6)
+  random_images.random_arrays.cache_clear()  # built again from the seed: same
+  again = data.load(_config('random_cifar_shape', tmp_path))
+  assert again.train_x is not ds.train_x
+  np.testing.assert_array_equal(again.train_x, ds.train_x)
+  np.testing.assert_array_equal(again.test_y, ds.test_y)
+  subset = data.load(_config('random_cifar_shape', tmp_path, num_train=100))
+  assert subset.train_x.shape == (100, 32, 32, 3)
+  assert not list(tmp_path.iterdir())  # nothing written
+  assert get_config().dataset != 'random_cifar_shape'
+  configs = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs')
+  for name in (n for n in os.listdir(configs) if n.endswith('.py')):
+    with open(os.path.join(configs, name)) as f:
+      assert 'random_cifar_shape' not in f.read(), name

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -37,12 +37,9 @@ def _tfds_split_arrays(builder, split):
   from an array file beside the prepared dataset, so later launches do not
   import TensorFlow (~3 s)."""
   cache = _array_cache(builder, split)
-  if cache is not None and os.path.isfile(cache):
-    try:
-      with np.load(cache, allow_pickle=False) as f:
-        return f['x'], f['y']
-    except (OSError, ValueError, KeyError, EOFError):
-      pass  # unreadable: read the dataset again and rewrite it
+  kept = _read_cache(cache)
+  if kept is not None:
+    return kept
   import tensorflow as tf
   import tensorflow_datasets as tfds
   tf.config.set_visible_devices([], 'GPU')  # TF only reads data; JAX owns the GPU
@@ -66,7 +63,22 @@ def _array_cache(builder, split):
   root = os.fspath(builder.data_dir)
   if not os.path.isfile(os.path.join(root, 'dataset_info.json')):
     return None
-  return os.path.join(root, 'dash_jax-' + re.sub(r'[^A-Za-z0-9_.-]', '_', split) + '.npz')
+  return _cache_path(root, split)
+
+
+def _cache_path(folder, split):
+  return os.path.join(folder, 'dash_jax-' + re.sub(r'[^A-Za-z0-9_.-]', '_', split) + '.npz')
+
+
+def _read_cache(path):
+  """(x, y) from a kept array file, or None if it is missing or unreadable."""
+  if path is None or not os.path.isfile(path):
+    return None
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      return f['x'], f['y']
+  except (OSError, ValueError, KeyError, EOFError):
+    return None  # unreadable: the caller reads the dataset again and rewrites it
 
 
 def _stats(x):
@@ -79,12 +91,22 @@ def data_dir(config) -> str:
       'TFDS_DATA_DIR', '~/tensorflow_datasets'))
 
 
+# DashDigits' tfds name and version (digits.py imports tfds, so they are
+# repeated here; tests/test_datasets.py checks they agree).
+DIGITS_NAME, DIGITS_VERSION = 'dash_digits', '1.0.0'
+
+
 def load_digits(config) -> Dataset:
-  from dash_jax.data.digits import DashDigits
-  builder = DashDigits(data_dir=data_dir(config))
-  builder.download_and_prepare()  # offline: builds from scikit-learn's copy
-  train_x, train_y = _tfds_split_arrays(builder, 'train')
-  test_x, test_y = _tfds_split_arrays(builder, 'test')
+  """Read from the arrays kept by an earlier launch when both splits are
+  there (no TensorFlow import); else build and read through tfds."""
+  folder = os.path.join(data_dir(config), DIGITS_NAME, DIGITS_VERSION)
+  splits = [_read_cache(_cache_path(folder, s)) for s in ('train', 'test')]
+  if any(s is None for s in splits):
+    from dash_jax.data.digits import DashDigits
+    builder = DashDigits(data_dir=data_dir(config))
+    builder.download_and_prepare()  # offline: builds from scikit-learn's copy
+    splits = [_tfds_split_arrays(builder, s) for s in ('train', 'test')]
+  (train_x, train_y), (test_x, test_y) = splits
   mean, std = _stats(train_x)
   return Dataset('digits', train_x, train_y, test_x, test_y, 10,
                  mean=np.full_like(mean, mean.mean()), std=np.full_like(std, std.mean()))
@@ -95,10 +117,16 @@ def _image_sets():
   return IMAGE_SETS
 
 
+def _random_sets():
+  from dash_jax.data.random_images import RANDOM_SETS
+  return RANDOM_SETS
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     'digits': load_digits,
     **_image_sets(),  # cifar10, cifar100, svhn (= svhn_cropped), fashion_mnist,
                       # tiny_imagenet
+    **_random_sets(),  # random_cifar_shape: noise for benchmarks, not data
 }
 
 
@@ -121,6 +149,6 @@ def noisy_labels(labels, fraction, num_classes, seed) -> np.ndarray:
   if fraction <= 0:
     return labels
   rng = np.random.default_rng([seed, 0x1abe1])
-  picked = rng.permutation(len(labels))[:int(round(fraction * len(labels)))]
+  picked = rng.permutation(len(labels))[:round(fraction * len(labels))]
   labels[picked] = rng.integers(0, num_classes, size=len(picked))
   return labels
