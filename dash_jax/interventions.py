@@ -7,12 +7,13 @@ type is one function and one registry line.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from dash_jax import shrink
+from dash_jax import dash as dash_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +48,13 @@ def reset(state, ctx):
 
 
 def _map_layers(params, fn):
-  """Apply fn(name, leaf) to kernel/bias of modules holding a `kernel`."""
+  """Apply fn(leaf) to kernel/bias of modules holding a `kernel` (dash.role),
+  in insertion order (the order random keys are handed out)."""
   out = {}
   for name, value in params.items():
     if isinstance(value, dict):
       out[name] = _map_layers(value, fn)
-    elif 'kernel' in params and name in ('kernel', 'bias'):
+    elif dash_lib.role(name, params) in dash_lib.LAYER_ROLES:
       out[name] = fn(value)
     else:
       out[name] = value
@@ -73,17 +75,12 @@ def shrink_perturb(state, ctx):
 
 def dash(state, ctx):
   """Shrink by alignment with the full-data direction, then train warm."""
-  params = shrink.dash_shrink_jit(state.params, ctx.direction(state),
-                                  ctx.config.dash_lambda, per=ctx.config.dash_per)
+  params = dash_lib.dash_shrink_jit(state.params, ctx.direction(state),
+                                    ctx.config.dash_lambda, per=ctx.config.dash_per)
   return state.replace(params=params)
 
 
 # ------------------------------------------------------------- l2_init
-
-
-def _is_weight(path) -> bool:
-  """PyTorch `module.weight`: conv/linear kernels and norm-layer scales."""
-  return getattr(path[-1], 'key', None) in ('kernel', 'scale')
 
 
 def _safe_norm(x):
@@ -105,17 +102,19 @@ class L2Init:
   form: str = 'sum_norm_sq'
 
   def __call__(self, params, init):
-    pairs = zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(init))
-    if self.form == 'sum_norm_sq':
-      norms = [_safe_norm(p - q) for (path, p), q in pairs if _is_weight(path)]
+    if self.form == 'sum_norm_sq':  # PyTorch's `module.weight`s: kernels, norm scales
+      roles = jax.tree.leaves(dash_lib.param_roles(params))
+      pairs = zip(roles, jax.tree.leaves(params), jax.tree.leaves(init))
+      norms = [_safe_norm(p - q) for r, p, q in pairs if r in dash_lib.WEIGHT_ROLES]
       return self.lam * jnp.square(sum(norms))
-    return self.lam * sum(jnp.sum(jnp.square(p - q)) for (_, p), q in pairs)
+    pairs = zip(jax.tree.leaves(params), jax.tree.leaves(init))
+    return self.lam * sum(jnp.sum(jnp.square(p - q)) for p, q in pairs)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingType:
-  before: Optional[Callable] = None  # before experiment j >= 2
-  after: Optional[Callable] = None  # after every experiment
+  before: Callable | None = None  # before experiment j >= 2
+  after: Callable | None = None  # after every experiment
   regularized: bool = False  # adds the l2_init loss term
 
 

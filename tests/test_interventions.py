@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dash_jax import interventions, models, optim, shrink, train
+from dash_jax import dash, interventions, models, optim, train
 from dash_jax.interventions import TRAINING_TYPES, Context, L2Init
 
 MODEL = models.MLP(num_classes=3, width=8, depth=2)
 TX = optim.sgd(0.1, 0.9)
-CONFIG = ConfigDict(dict(sp_lambda=0.3, sp_sigma=0.01, dash_lambda=0.3, dash_per='kernel'))
+CONFIG = ConfigDict({'sp_lambda': 0.3, 'sp_sigma': 0.01, 'dash_lambda': 0.3, 'dash_per': 'kernel'})
 
 
 def fresh(key):
@@ -88,7 +88,7 @@ def test_shrink_perturb_leaves_batchnorm(trained):
 def test_dash_shrinks_kernels_only(trained):
   direction = jax.tree.map(lambda p: -p, trained.params)  # anti-aligned: scale = lambda
   out = TRAINING_TYPES['dash'].before(trained, ctx(direction))
-  expected = shrink.dash_shrink(trained.params, direction, 0.3)
+  expected = dash.dash_shrink(trained.params, direction, 0.3)
   assert same(out.params, expected)
   assert same(out.params['bn1'], trained.params['bn1'])
   np.testing.assert_allclose(out.params['fc1']['kernel'], 0.3 * trained.params['fc1']['kernel'], rtol=1e-6)

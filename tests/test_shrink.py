@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dash_jax import models
-from dash_jax.shrink import dash_shrink, dash_shrink_jit, shrink_factors
+from dash_jax.dash import dash_shrink, dash_shrink_jit, shrink_factors
 
 LAM = 0.3
 
