@@ -152,7 +152,8 @@ def _aligned_direction(params, direction) -> list:
       raise UserError(f'direction {_fmt(path)} has shape {jnp.shape(d)}, params '
                       f'{jnp.shape(p)}; compute the direction with these params')
     out.append(d)
-  extra = [path for path in dp if path not in set(pp)]
+  known = set(pp)
+  extra = [path for path in dp if path not in known]
   if extra:
     raise UserError(f'direction has {_fmt(extra[0])}, which params lack; compute '
                     'the direction with these params')
@@ -251,6 +252,11 @@ def direction(loss_fn: Callable[[Any, Any], Any], params, batches: Iterable,
   accumulator like `params`. Returns a tree like `params`.
   """
   _check_fraction('alpha', alpha)
+  try:
+    hash(loss_fn)
+  except TypeError:
+    raise UserError(f'loss_fn must be hashable (a function, not a {type(loss_fn).__name__}); '
+                    'wrap it in a def') from None
   g, count = jax.tree.map(jnp.zeros_like, params), 0
   for batch in batches:
     g = _ema_step(loss_fn, g, params, batch, alpha)

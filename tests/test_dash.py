@@ -401,3 +401,5 @@ def test_empty_batches_and_non_scalar_loss_are_refused():
   with pytest.raises(UserError, match=r'loss_fn must return a scalar, got \(4,\)') as e:
     dash.direction(per_example, params, [jnp.ones((4, 3))])
   _one_line(e)
+  with pytest.raises(UserError, match=r'alpha must be in \(0, 1\]'):
+    dash.direction(lambda p, x: per_example(p, x).sum(), params, [jnp.ones((4, 3))], alpha=0.0)
