@@ -150,7 +150,7 @@ PAPER_STEPS = {'dash': 3454, 'cold': 2916}
 PAPER_EXPERIMENTS, PAPER_CHUNK, PAPER_TEST = 50, 1000, 10_000
 
 GPU_TESTS = ('tests/test_train.py', 'tests/test_parallel.py', 'tests/test_models.py',
-             'tests/test_shrink.py', 'tests/test_seeds.py', 'tests/test_interventions.py',
+             'tests/test_dash.py', 'tests/test_seeds.py', 'tests/test_interventions.py',
              'tests/test_conv.py', 'tests/test_batchnorm.py', 'tests/test_sota.py')
 SMOKE_TESTS = ('tests/test_optim.py',)
 

@@ -4,8 +4,6 @@ original does them (torch.optim.SGD, DataLoader-style shuffled batches), so
 bench.py can time this project against them on the same machine."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn as tnn
@@ -120,9 +118,11 @@ def direction(model, x, y, chunk_size, alpha):
 
 
 def _cos(a, b, dims):
-  dot = (a * b).sum(dims, keepdim=True)
-  norms = a.norm(dim=dims, keepdim=True) * b.norm(dim=dims, keepdim=True)
-  return dot / norms.clamp_min(1e-8)
+  """F.cosine_similarity's rule (PyTorch >= 1.12) over several dims: each
+  vector divided by max(its norm, 1e-8), then the dot product."""
+  a = a / a.norm(dim=dims, keepdim=True).clamp_min(1e-8)
+  b = b / b.norm(dim=dims, keepdim=True).clamp_min(1e-8)
+  return (a * b).sum(dims, keepdim=True)
 
 
 @torch.no_grad()

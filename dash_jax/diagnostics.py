@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dash_jax import train
+from dash_jax import dash, train
 
 PREV_ACC_EPOCHS = 5  # prev_acc before epochs 0..5, as the original
 
@@ -63,9 +63,8 @@ def buffer_accuracy(state, data, buffer_idx, start, stop, batch_size):
 
 def kernels(tree) -> list:
   """Conv and dense weights (not biases, not BatchNorm), in tree order."""
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return [v for path, v in leaves
-          if getattr(path[-1], 'key', None) == 'kernel']
+  roles = jax.tree.leaves(dash.param_roles(tree))
+  return [v for r, v in zip(roles, jax.tree.leaves(tree)) if r == 'kernel']
 
 
 def global_norm(arrays):

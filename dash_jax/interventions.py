@@ -8,12 +8,13 @@ one is its functions and one registry line.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from dash_jax import shrink
+from dash_jax import dash as dash_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,12 +50,13 @@ def reset(state, ctx):
 
 
 def _map_layers(params, fn):
-  """Apply fn(name, leaf) to kernel/bias of modules holding a `kernel`."""
+  """Apply fn(leaf) to kernel/bias of modules holding a `kernel` (dash.role),
+  in insertion order (the order random keys are handed out)."""
   out = {}
   for name, value in params.items():
     if isinstance(value, dict):
       out[name] = _map_layers(value, fn)
-    elif 'kernel' in params and name in ('kernel', 'bias'):
+    elif dash_lib.role(name, params) in dash_lib.LAYER_ROLES:
       out[name] = fn(value)
     else:
       out[name] = value
@@ -97,17 +99,12 @@ class Dash:
 def dash(state, ctx):
   """Shrink by alignment with the full-data direction, then train warm."""
   hp = ctx.hparams
-  params = shrink.dash_shrink_jit(state.params, ctx.direction(state, hp.alpha),
-                                  hp.lam, per=hp.per)
+  params = dash_lib.dash_shrink_jit(state.params, ctx.direction(state, hp.alpha),
+                                    hp.lam, per=hp.per)
   return state.replace(params=params)
 
 
 # ------------------------------------------------------------- l2_init
-
-
-def _is_weight(path) -> bool:
-  """PyTorch `module.weight`: conv/linear kernels and norm-layer scales."""
-  return getattr(path[-1], 'key', None) in ('kernel', 'scale')
 
 
 def _safe_norm(x):
@@ -133,11 +130,13 @@ class L2Init:
     return cls(config.l2_init_lambda, config.l2_init_form)
 
   def __call__(self, params, init):
-    pairs = zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(init))
-    if self.form == 'sum_norm_sq':
-      norms = [_safe_norm(p - q) for (path, p), q in pairs if _is_weight(path)]
+    if self.form == 'sum_norm_sq':  # PyTorch's `module.weight`s: kernels, norm scales
+      roles = jax.tree.leaves(dash_lib.param_roles(params))
+      pairs = zip(roles, jax.tree.leaves(params), jax.tree.leaves(init))
+      norms = [_safe_norm(p - q) for r, p, q in pairs if r in dash_lib.WEIGHT_ROLES]
       return self.lam * jnp.square(sum(norms))
-    return self.lam * sum(jnp.sum(jnp.square(p - q)) for (_, p), q in pairs)
+    pairs = zip(jax.tree.leaves(params), jax.tree.leaves(init))
+    return self.lam * sum(jnp.sum(jnp.square(p - q)) for p, q in pairs)
 
 
 def _no_hparams(config):
@@ -147,10 +146,10 @@ def _no_hparams(config):
 @dataclasses.dataclass(frozen=True)
 class TrainingType:
   label: str  # as the paper's tables name it
-  before: Optional[Callable] = None  # before experiment j >= 2
-  after: Optional[Callable] = None  # after every experiment
+  before: Callable | None = None  # before experiment j >= 2
+  after: Callable | None = None  # after every experiment
   hparams: Callable[[Any], Any] = _no_hparams  # config -> this type's values
-  regularizer: Optional[Callable[[Any], Callable]] = None  # hparams -> loss term
+  regularizer: Callable[[Any], Callable] | None = None  # hparams -> loss term
 
   def regularizer_for(self, config):
     """The loss term (params, init_params) -> scalar this type adds, or None."""

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from dash_jax import optim, parallel, shrink
+from dash_jax import dash, optim, parallel
 from dash_jax.errors import UserError
 
 
@@ -367,14 +367,14 @@ def full_data_direction(state, data, buffer_idx, num_chunks_seen, alpha,
 @functools.partial(jax.jit, static_argnames='chunk_size')
 def _scan_direction(state, data, buffer_idx, num_chunks_seen, alpha, chunk_size):
   get_batch, grad_fn = _direction_fns(state, data, buffer_idx, chunk_size)
-  return shrink.ema_direction(grad_fn, state.params,
-                              (get_batch, num_chunks_seen), alpha)
+  return dash.ema_direction(grad_fn, state.params,
+                            (get_batch, num_chunks_seen), alpha)
 
 
 @functools.partial(jax.jit, static_argnames='chunk_size')
 def _direction_step(g, state, data, buffer_idx, i, alpha, chunk_size):
   get_batch, grad_fn = _direction_fns(state, data, buffer_idx, chunk_size)
-  return shrink.ema_update(g, grad_fn(state.params, get_batch(i)), alpha)
+  return dash.ema_update(g, grad_fn(state.params, get_batch(i)), alpha)
 
 
 # ------------------------------------------------------- one experiment

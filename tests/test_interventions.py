@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from dash_jax import interventions, models, optim, shrink, train
+from dash_jax import interventions, models, optim, train
 from dash_jax.interventions import TRAINING_TYPES, Context, L2Init
 
 MODEL = models.MLP(num_classes=3, width=8, depth=2)
@@ -96,13 +96,42 @@ def test_shrink_perturb_leaves_batchnorm(trained):
   assert 0.007 < noise.std() < 0.013
 
 
+def _numpy_dash(params, direction, lam):
+  """DASH on Dense layers, one slice at a time: each output unit's weights
+  (a kernel column), then the whole bias, scaled by clip(cos, lam, 1)."""
+  def cos(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.dot(a / max(np.linalg.norm(a), 1e-8), b / max(np.linalg.norm(b), 1e-8))
+  out = {}
+  for name, module in params.items():
+    d = direction[name]
+    if 'kernel' not in module:
+      out[name] = {k: np.asarray(v) for k, v in module.items()}
+      continue
+    k, dk = np.asarray(module['kernel']), np.asarray(d['kernel'])
+    kernel = np.stack([k[:, j] * np.clip(cos(k[:, j], dk[:, j]), lam, 1)
+                       for j in range(k.shape[1])], 1)
+    bias = np.asarray(module['bias']) * np.clip(cos(module['bias'], d['bias']), lam, 1)
+    out[name] = {'kernel': kernel, 'bias': bias}
+  return out
+
+
 def test_dash_shrinks_kernels_only(trained):
-  direction = jax.tree.map(lambda p: -p, trained.params)  # anti-aligned: scale = lambda
+  leaves, treedef = jax.tree.flatten(trained.params)
+  keys = jax.random.split(jax.random.PRNGKey(3), len(leaves))
+  direction = jax.tree.unflatten(treedef, [jax.random.normal(k, p.shape)
+                                           for k, p in zip(keys, leaves)])
   out = TRAINING_TYPES['dash'].before(trained, ctx(direction, 'dash'))
-  expected = shrink.dash_shrink(trained.params, direction, 0.3)
-  assert same(out.params, expected)
+  expected = _numpy_dash(trained.params, direction, 0.3)
+  assert jax.tree.structure(out.params) == jax.tree.structure(expected)
+  for a, b in zip(jax.tree.leaves(out.params), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
   assert same(out.params['bn1'], trained.params['bn1'])
-  np.testing.assert_allclose(out.params['fc1']['kernel'], 0.3 * trained.params['fc1']['kernel'], rtol=1e-6)
+  assert not np.allclose(out.params['fc1']['kernel'], trained.params['fc1']['kernel'])
+  anti = jax.tree.map(lambda p: -p, trained.params)  # anti-aligned: scale = lambda
+  out_anti = TRAINING_TYPES['dash'].before(trained, ctx(anti, 'dash'))
+  np.testing.assert_allclose(out_anti.params['fc1']['kernel'],
+                             0.3 * trained.params['fc1']['kernel'], rtol=1e-6)
   assert same(momentum(out), momentum(trained))
 
 
