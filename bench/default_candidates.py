@@ -1,0 +1,137 @@
+"""Candidate defaults for configs/default.py, compared by paired differences.
+
+    nice -n 10 python -m bench.default_candidates --workdir runs/candidates \
+        --candidates lr0.01,lr0.001 --out docs/default_choice_table.md
+
+Each candidate is configs/default.py plus a few overrides, run through the
+project's own launch (`dash_jax.run`, seeds vmapped) for cold, warm, sp and
+dash. One lucky seed can flip a mean difference of a few tenths, so the table
+pairs runs by seed: DASH - cold and DASH - warm per seed, then their mean,
+std and how many seeds DASH wins. Finished runs in --workdir are reused (the
+launch skips them), so a second call only prints the table again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow loads
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+
+TRAIN_TYPES = ('cold', 'warm', 'sp', 'dash')
+
+# name -> overrides of configs/default.py
+CANDIDATES = {
+    'lr0.01': {'learning_rate': 0.01},
+    'lr0.001': {'learning_rate': 0.001},
+    'lr0.001_noise0.3': {'learning_rate': 0.001, 'label_noise': 0.3},
+    'lr0.001_width1024': {'learning_rate': 0.001, 'width': 1024},
+    'lr0.001_chunks10': {'learning_rate': 0.001, 'num_chunks': 10},
+    'lr0.003': {'learning_rate': 0.003},
+}
+WALL = 'candidate_wall.json'  # the launch's wall time, kept for reruns
+
+
+def candidate_config(name: str, seeds: str):
+  from configs.default import get_config
+  from dash_jax.errors import UserError
+  if name not in CANDIDATES:
+    raise UserError(f'unknown candidate {name!r}; choose from {", ".join(CANDIDATES)}')
+  config = get_config()
+  config.update(CANDIDATES[name])
+  config.train_type = ','.join(TRAIN_TYPES)
+  config.seeds = seeds
+  config.vmap_seeds = True
+  config.progress = False
+  config.tensorboard = False
+  return config
+
+
+def run_candidate(name: str, seeds: str, workdir: str) -> tuple[dict, float]:
+  """{train_type: {seed: summary}} and the launch's wall time (s)."""
+  import dash_jax
+  folder = os.path.join(workdir, name)
+  wall_path = os.path.join(folder, WALL)
+  config = candidate_config(name, seeds)
+  start = time.perf_counter()
+  results = dash_jax.run(config, folder)
+  wall = time.perf_counter() - start
+  if os.path.exists(wall_path):  # finished earlier: keep the first launch's time
+    with open(wall_path) as f:
+      wall = json.load(f)['wall_s']
+  else:
+    with open(wall_path, 'w') as f:
+      json.dump({'wall_s': wall}, f)
+  by_type = {}
+  for res in results.values():
+    cfg = res['config']
+    by_type.setdefault(cfg['train_type'], {})[cfg['seed']] = res['summary']
+  return by_type, wall
+
+
+def paired(a: dict, b: dict, field='test_acc_last') -> np.ndarray:
+  seeds = sorted(set(a) & set(b))
+  return np.array([a[s][field] - b[s][field] for s in seeds]) * 100
+
+
+def rows(name: str, by_type: dict, wall: float) -> dict:
+  def acc(t):
+    x = np.array([v['test_acc_last'] for v in by_type[t].values()]) * 100
+    return f'{x.mean():.2f} ({x.std():.2f})'
+
+  def steps(t):
+    return np.mean([v['steps_total'] for v in by_type[t].values()])
+
+  def diff(other):
+    d = paired(by_type['dash'], by_type[other])
+    return f'{d.mean():+.2f} ({d.std():.2f}), {int((d > 0).sum())}/{len(d)}'
+
+  row = {'candidate': name, 'overrides': ', '.join(
+      f'{k}={v}' for k, v in CANDIDATES[name].items())}
+  for t in TRAIN_TYPES:
+    row[f'{t} acc'] = acc(t)
+  for t in TRAIN_TYPES:
+    row[f'{t} steps'] = f'{steps(t):,.0f}'
+  row['DASH-cold'] = diff('cold')
+  row['DASH-warm'] = diff('warm')
+  row['DASH steps % cold'] = f'{100 * steps("dash") / steps("cold"):.0f}%'
+  row['wall'] = f'{wall / 60:.1f} min'
+  return row
+
+
+def markdown(table: list[dict]) -> str:
+  keys = list(table[0])
+  lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
+  lines += ['| ' + ' | '.join(str(r[k]) for k in keys) + ' |' for r in table]
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--candidates', default='lr0.01,lr0.001',
+                 help=f'comma-separated, from: {", ".join(CANDIDATES)}')
+  p.add_argument('--seeds', default='0,1,2,3,4,5,6,7')
+  p.add_argument('--workdir', default='runs/candidates')
+  p.add_argument('--out', default='', help='write the markdown table here too')
+  args = p.parse_args(argv)
+  table = []
+  for name in args.candidates.split(','):
+    by_type, wall = run_candidate(name, args.seeds, args.workdir)
+    table.append(rows(name, by_type, wall))
+    print(markdown(table[-1:]), flush=True)
+  text = (f'Seeds {args.seeds}; test accuracy of the last experiment, mean (std) '
+          f'over seeds, %; steps summed over experiments; DASH-cold and '
+          f'DASH-warm: paired by seed, mean (std), seeds DASH wins.\n\n'
+          + markdown(table))
+  print(text)
+  if args.out:
+    with open(args.out, 'w') as f:
+      f.write(text)
+
+
+if __name__ == '__main__':
+  main()
