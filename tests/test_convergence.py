@@ -49,26 +49,18 @@ def _replay(key):
   return np.array(accs), np.array(sizes)
 
 
-def _first_epoch_acc(mode):
+def _first_epoch_acc(mode, num_seeds=1):
+  """The first epoch's running accuracy the loop records, for a group of
+  `num_seeds` copies of the same seed (one: the plain program; two: vmap)."""
   state, data, buffer_idx = _setup()
+  stack = lambda x: jnp.stack([x] * num_seeds)
+  data = dict(data, train_y=stack(data['train_y']))
   seen = []
   train.train_until_converged(
-      state, jax.random.PRNGKey(7), data, buffer_idx, N, step_cfg=train.StepConfig(),
-      batch_size=BATCH, max_epoch=1, converge_acc=1.0, mode=mode,
-      on_epoch=lambda e, acc, loss, s: seen.append(acc))
-  return seen[0]
-
-
-def _first_epoch_acc_seeds():
-  state, data, buffer_idx = _setup()
-  stack = lambda x: x[None]
-  data = dict(data, train_y=data['train_y'][None])
-  seen = []
-  train.train_seeds_until_converged(
-      jax.tree.map(stack, state), jax.random.PRNGKey(7)[None], data,
-      buffer_idx[None], N, step_cfg=train.StepConfig(), batch_size=BATCH,
-      max_epoch=1, converge_acc=1.0,
-      on_epoch=lambda i, e, acc, loss: seen.append(acc))
+      jax.tree.map(stack, state), stack(jax.random.PRNGKey(7)), data, stack(buffer_idx),
+      N, step_cfg=train.StepConfig(), batch_size=BATCH, max_epoch=1, converge_acc=1.0,
+      mode=mode, on_epoch=lambda i, e, acc, loss, s: seen.append(acc))
+  assert len(seen) == num_seeds
   return seen[0]
 
 
@@ -79,5 +71,5 @@ def test_running_accuracy_is_the_mean_of_batch_accuracies(how):
   per_example = (accs * sizes).sum() / N
   assert list(sizes) == [4, 4, 1]
   assert abs(mean_of_batches - per_example) > 0.05  # the case tells them apart
-  got = _first_epoch_acc_seeds() if how == 'seeds' else _first_epoch_acc(how)
+  got = _first_epoch_acc('scan', 2) if how == 'seeds' else _first_epoch_acc(how)
   assert got == pytest.approx(mean_of_batches, abs=1e-6)
