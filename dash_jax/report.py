@@ -235,8 +235,9 @@ def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
             f'({os.path.basename(path)})', '']
   out.append('mean (std) over seeds (population std). "last": the last experiment; '
              '"mean": mean over all experiments; steps: SGD steps (batches) in one '
-             'experiment. Bold: the best of a column among the training types of one '
-             'dataset and optimizer (highest accuracy, fewest steps), compared as shown.')
+             'experiment. Bold: the best of a column among the rows (training types, '
+             'swept values) of one dataset and optimizer (highest accuracy, fewest '
+             'steps), compared as shown.')
   for n in notes:
     out.append(f'\nNote: {n}')
   return '\n'.join(out) + '\n'

@@ -7,6 +7,7 @@ import pytest
 
 from configs.default import get_config
 from dash_jax import config as config_lib
+from dash_jax import runs
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,9 +45,9 @@ def test_bad_values_are_named(field, value, message):
 def test_default_config_is_valid_and_lists_runs():
   config = get_config()
   config_lib.validate(config)
-  specs = list(config_lib.run_specs(config))
+  specs = list(runs.run_specs(config))
   assert len(specs) == 12
-  assert specs[0] == config_lib.RunSpec('cold', 'sgd', 0)
+  assert specs[0] == runs.RunSpec('cold', 'sgd', 0)
   assert specs[-1].name == 'dash-sgd-seed2'
 
 
