@@ -88,7 +88,7 @@ def set_sweep(config, field: str, values) -> None:
 
 def sweeps(config) -> dict[str, list]:
   """{field: its values} for every swept field (one holding a list or tuple),
-  in name order (runs.SHORT_NAMES first); raises UserError for a list that
+  in name order (SHORT_NAMES first); raises UserError for a list that
   is empty, repeats a value, holds an empty or nested element, or sits on a
   field that takes one value."""
   out = {}
