@@ -8,7 +8,9 @@ on clean digits warm and cold tie. Runs on a 2-core CPU in a few minutes.
         --config.train_type=dash --config.seeds=0
 
 Every field the project knows is declared here; other configs import this
-one and override fields.
+one and override fields. Any field that changes a run's numbers may be given
+as a list (a tuple here, or a,b on the command line): one launch runs the
+grid, e.g. --config.dash_lambda=0.1,0.3,0.5 --config.dash_alpha=0.3,1.0.
 """
 import ml_collections
 
@@ -91,4 +93,5 @@ def get_config():
   config.progress = True  # tqdm bars over experiments and epochs (terminal only)
   config.tensorboard = True  # scalars in each run folder: tensorboard --logdir WORKDIR
   config.diagnostics = False  # the original's extra metrics (dash_jax/diagnostics.py)
+  config.wandb = False  # also log to Weights & Biases (pip install wandb)
   return config

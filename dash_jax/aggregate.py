@@ -7,12 +7,13 @@ import dataclasses
 
 import numpy as np
 
+from dash_jax import config as config_lib
 from dash_jax import provenance, results
 
 
 @dataclasses.dataclass
 class Run:
-  """One results.json: one (dataset, optimizer, train_type, seed)."""
+  """One results.json: one (dataset, optimizer, train_type, swept values, seed)."""
   path: str | None
   config: dict
   experiments: list
@@ -24,9 +25,14 @@ class Run:
                results.get('provenance'))
 
   @property
+  def swept(self) -> tuple:
+    """((field, value), ...) of the fields its launch swept."""
+    return tuple((f, self.config.get(f)) for f in self.config.get('swept') or ())
+
+  @property
   def key(self):
     c = self.config
-    return (c.get('dataset'), c['optimizer'], c['train_type'])
+    return (c.get('dataset'), c['optimizer'], c['train_type'], self.swept)
 
   @property
   def environment(self) -> str:
@@ -69,6 +75,13 @@ def over_seeds(runs, values=Run.metrics) -> Stats:
                {k: float(a.mean()) for k, a in arrays.items()},
                {k: float(a.std()) for k, a in arrays.items()},
                list(dict.fromkeys(r.environment for r in runs)))
+
+
+def swept_fields(rows_swept) -> list[str]:
+  """The fields swept in any of `rows_swept` ((field, value) tuples), in
+  name order: the tables' extra columns."""
+  fields = {f for swept in rows_swept for f, _ in swept}
+  return sorted(fields, key=config_lib.field_order)
 
 
 def environment_lines(labelled) -> list[str]:

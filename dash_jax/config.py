@@ -17,7 +17,27 @@ EXECUTION_FIELDS = frozenset({
     'coordinator', 'num_processes', 'process_id', 'compile_cache_dir',
     'compile_cache_gb', 'checkpoint_every_epochs', 'keep_checkpoints',
     'checkpoint_min_interval_s', 'allow_config_change', 'progress', 'tensorboard',
-    'diagnostics', 'scan_block'})
+    'diagnostics', 'scan_block', 'wandb'})
+
+# Fields that take a comma-separated list of their own (the grid's base axes,
+# and sota_milestones, whose one value is a list): never a sweep.
+LIST_FIELDS = frozenset({'train_type', 'optimizer', 'seeds', 'sota_milestones'})
+# Fields a launch needs one value of: execution fields, the experiment, and
+# what the launch's one dataset load reads.
+UNSWEEPABLE_FIELDS = EXECUTION_FIELDS | {'experiment', 'dataset', 'num_train'}
+# A run config's list of its swept fields (runs.run_config writes it).
+SWEPT = 'swept'
+# Swept fields in run names: these first, by these names; others by field
+# name, alphabetically (a fixed order: a relaunch finds the same folders).
+SHORT_NAMES = {'dash_lambda': 'lam', 'dash_alpha': 'alpha', 'sp_lambda': 'splam',
+               'sp_sigma': 'spsig', 'l2_init_lambda': 'l2lam', 'learning_rate': 'lr',
+               'label_noise': 'noise'}
+
+
+def field_order(field: str):
+  """Sort key of swept fields in names, tables and figures."""
+  order = list(SHORT_NAMES)
+  return (order.index(field), '') if field in order else (len(order), field)
 
 
 # Written into run configs by earlier versions; implied by `seeds` there.
@@ -54,8 +74,63 @@ def parse_list(value, cast=str, field='value') -> list:
   return out
 
 
+def _is_list(value) -> bool:
+  return isinstance(value, (list, tuple))
+
+
+def set_sweep(config, field: str, values) -> None:
+  """config.FIELD = tuple(values): a swept field (any declared type), or a
+  single value when `values` is not a list."""
+  with config.unlocked():  # a float field cannot hold a tuple: re-declare it
+    del config[field]
+    config[field] = tuple(values) if _is_list(values) else values
+
+
+def sweeps(config) -> dict[str, list]:
+  """{field: its values} for every swept field (one holding a list or tuple),
+  in name order (SHORT_NAMES first); raises UserError for a list that
+  is empty, repeats a value, holds an empty or nested element, or sits on a
+  field that takes one value."""
+  out = {}
+  for field in sorted(config.keys(), key=field_order):
+    values = config[field]
+    if field in LIST_FIELDS or not _is_list(values):
+      continue
+    if field in UNSWEEPABLE_FIELDS:
+      why = ('the launch loads one dataset' if field in ('dataset', 'num_train')
+             else 'it sets up the launch, not a run')
+      raise UserError(f'config.{field} takes one value, not a list ({why}); '
+                      f'launch once per value, each into its own --workdir')
+    shown = ','.join(map(str, values))
+    if not values:
+      raise UserError(f'config.{field} is an empty list; give at least one value')
+    for v in values:
+      if _is_list(v) or isinstance(v, dict) or v is None or (isinstance(v, str) and not v.strip()):
+        raise UserError(f'config.{field}={shown!r} holds an empty or nested '
+                        f'element {v!r}; list single values, e.g. '
+                        f'--config.{field}=0.1,0.5')
+    if len(set(values)) != len(values):
+      raise UserError(f'config.{field}={shown!r} lists a value twice; list each once')
+    out[field] = list(values)
+  if out and config.get('experiment', 'incremental') != 'incremental':
+    raise UserError(f'config.{next(iter(out))} is a list, but only the incremental '
+                    f'experiment sweeps fields; give one value')
+  return out
+
+
+def single(config, values: dict):
+  """A copy of `config` with each swept field set to values[field] (default:
+  its first value)."""
+  config = config.copy_and_resolve_references()
+  for field, vals in sweeps(config).items():
+    set_sweep(config, field, values.get(field, vals[0]))
+  return config
+
+
 def _choice(config, field, valid):
-  for v in parse_list(config[field], str, field):
+  values = (parse_list(config[field], str, field) if field in LIST_FIELDS
+            else [config[field]])
+  for v in values:
     if v not in valid:
       raise UserError(f'unknown {field} {v!r}; valid: {", ".join(sorted(valid))}')
 
@@ -76,7 +151,22 @@ def _positive(config, field):
 
 
 def validate(config) -> None:
-  """Raises UserError naming the first bad field and how to fix it."""
+  """Raises UserError naming the first bad field and how to fix it; a swept
+  field has each of its values checked."""
+  swept = sweeps(config)
+  _validate_single(single(config, {}))
+  for field, values in swept.items():
+    for v in values[1:]:
+      _validate_single(single(config, {field: v}))
+  if config.get('wandb', False):
+    try:
+      import wandb  # noqa: F401
+    except ImportError:
+      raise UserError('config.wandb=True needs the wandb package: pip install wandb '
+                      '(or drop --config.wandb)') from None
+
+
+def _validate_single(config) -> None:
   from dash_jax import data, interventions, models  # registries
   _choice(config, 'train_type', interventions.TRAINING_TYPES)
   _choice(config, 'optimizer', OPTIMIZERS)

@@ -32,13 +32,12 @@ class Run:
 
 def checkpoint_dir(workdir: str, runs: list[Run]) -> str:
   """A plain run checkpoints in its own folder; a group in one named after
-  its training type, optimizer and seeds."""
+  its training type, optimizer, swept values and seeds."""
   if len(runs) == 1:
     return os.path.join(runs[0].folder, 'checkpoints')
-  config = runs[0].config
+  stem = runs[0].name.rsplit('-seed', 1)[0]  # type-optimizer[-swept values]
   seeds = '_'.join(str(r.seed) for r in runs)
-  return os.path.join(workdir, f'{config.train_type}-{config.optimizer}-seeds{seeds}',
-                      'checkpoints')
+  return os.path.join(workdir, f'{stem}-seeds{seeds}', 'checkpoints')
 
 
 def compile_fields(counter) -> dict:

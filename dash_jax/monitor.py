@@ -1,7 +1,8 @@
 """What a run shows while it works: progress bars, a line per experiment,
-TensorBoard scalars in the run folder and (config.diagnostics) the original
-code's extra measurements. Kept out of the experiment loop, which only calls
-the four hooks below; nothing here changes what a run computes.
+TensorBoard scalars and HParams in the run folder, (config.wandb) Weights &
+Biases, and (config.diagnostics) the original code's extra measurements.
+Kept out of the experiment loop, which only calls the four hooks below;
+nothing here changes what a run computes.
 
     tensorboard --logdir WORKDIR
 """
@@ -15,6 +16,19 @@ import types
 from tqdm import auto as tqdm
 
 from dash_jax import diagnostics as diagnostics_lib
+from dash_jax import results
+from dash_jax.errors import UserError
+
+# A run's headline figures, written once it has finished (HParams metrics).
+FINAL_METRICS = ('test_acc_last', 'test_acc_mean', 'steps_last', 'steps_mean',
+                 'steps_total')
+
+
+def _tensorboard_without_tf():
+  # tensorboard writes files through TensorFlow when it is installed
+  # (~3 s to import); its 'notf' marker makes it use its own stub instead.
+  sys.modules.setdefault('tensorboard.compat.notf',
+                         types.ModuleType('tensorboard.compat.notf'))
 
 
 class ScalarWriter:
@@ -23,10 +37,7 @@ class ScalarWriter:
   value), so a per-epoch scalar costs nothing next to the epoch."""
 
   def __init__(self, logdir):
-    # tensorboard writes files through TensorFlow when it is installed
-    # (~3 s to import); its 'notf' marker makes it use its own stub instead.
-    sys.modules.setdefault('tensorboard.compat.notf',
-                           types.ModuleType('tensorboard.compat.notf'))
+    _tensorboard_without_tf()
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer import event_file_writer
     self._event, self._summary = event_pb2.Event, summary_pb2.Summary
@@ -37,11 +48,49 @@ class ScalarWriter:
     self._writer.add_event(self._event(wall_time=time.time(), step=int(step),
                                        summary=self._summary(value=[value])))
 
+  def hparams(self, values: dict, trial_id: str):
+    """The run's row in TensorBoard's HParams view (its metrics: the scalars)."""
+    from tensorboard.plugins.hparams import summary_v2
+    summary = summary_v2.hparams_pb(values, trial_id=trial_id)
+    self._writer.add_event(self._event(wall_time=time.time(), step=0, summary=summary))
+
   def flush(self):
     self._writer.flush()
 
   def close(self):
     self._writer.close()
+
+
+def hparams(config) -> dict:
+  """What tells a run from the others of its launch: training type,
+  optimizer, seed and the swept fields' values."""
+  out = {'train_type': config.train_type, 'optimizer': config.optimizer,
+         'seed': results.seed_of(config)}
+  for field in config.get('swept') or ():
+    out[field] = config[field]
+  return out
+
+
+class WandbLogger:
+  """The same scalars and the run's config in Weights & Biases (optional:
+  the package is not a requirement; WANDB_MODE=offline works offline)."""
+
+  def __init__(self, config, name, run_dir):
+    try:
+      import wandb
+    except ImportError:
+      raise UserError('config.wandb=True needs the wandb package: pip install wandb '
+                      '(or drop --config.wandb)') from None
+    self.run = wandb.init(project='dash-jax', name=name, dir=run_dir,
+                          group=name.rsplit('-seed', 1)[0], config=config.to_dict(),
+                          reinit='create_new')
+
+  def log(self, values: dict, step: int):
+    self.run.log(values, step=int(step))
+
+  def finish(self, summary: dict):
+    self.run.summary.update(summary)
+    self.run.finish()
 
 
 def without_progress(config):
@@ -68,7 +117,11 @@ class RunObserver:
     self.epoch_bar = tqdm.tqdm(total=config.max_epoch, desc='  epochs', unit='ep',
                                leave=False, disable=disable)
     self.epochs_before = sum(e['epochs'] for e in completed)  # TensorBoard step base
+    self.records = list(completed)
     self.writer = ScalarWriter(run_dir) if config.get('tensorboard', True) else None
+    if self.writer is not None:
+      self.writer.hparams(hparams(config), trial_id=name)
+    self.wandb = WandbLogger(config, name, run_dir) if config.get('wandb', False) else None
     self.diagnostics = None
     if config.get('diagnostics', False):
       self.diagnostics = diagnostics_lib.Diagnostics(
@@ -98,6 +151,9 @@ class RunObserver:
     if self.writer is not None:
       self.writer.scalar('epoch/train_acc', acc, self.epochs_before + epoch)
       self.writer.scalar('epoch/train_loss', loss, self.epochs_before + epoch)
+    if self.wandb is not None:
+      self.wandb.log({'epoch/train_acc': acc, 'epoch/train_loss': loss},
+                     self.epochs_before + epoch)
     if self.diagnostics is not None and state is not None:
       self.diagnostics.epoch(epoch, state)
 
@@ -106,6 +162,7 @@ class RunObserver:
     diagnostics to `record`, logs the experiment's line and scalars."""
     j = record['experiment']
     self.epochs_before += record['epochs']
+    self.records.append(record)
     if self.diagnostics is not None:
       record['diagnostics'] = self.diagnostics.end(state)
     self.log(f'  [{self.name}] exp {j:3d}/{self.num_chunks}  n={record["num_train"]:6d}  '
@@ -122,11 +179,27 @@ class RunObserver:
             self.writer.scalar(f'diagnostics/{k}_epoch{e}', x, j)
         else:
           self.writer.scalar(f'diagnostics/{k}', v, j)
+      if j == self.num_chunks:
+        for k in FINAL_METRICS:
+          self.writer.scalar(f'final/{k}', self.final()[k], j)
       self.writer.flush()
+    if self.wandb is not None:
+      self.wandb.log({'experiment': j, **{
+          f'experiment/{k}': record[k] for k in ('test_acc', 'test_loss', 'train_acc',
+                                                 'train_loss', 'steps', 'epochs', 'wall_s')},
+          **{f'diagnostics/{k}': v for k, v in record.get('diagnostics', {}).items()
+             if not isinstance(v, list)}}, self.epochs_before)
     self.exp_bar.update(1)
+
+  def final(self) -> dict:
+    """The headline figures of the experiments so far (all, once finished)."""
+    summary = results.summarise(self.records)
+    return {k: summary[k] for k in FINAL_METRICS}
 
   def close(self):
     self.epoch_bar.close()
     self.exp_bar.close()
     if self.writer is not None:
       self.writer.close()
+    if self.wandb is not None:
+      self.wandb.finish(self.final() if len(self.records) == self.num_chunks else {})

@@ -5,7 +5,10 @@
 Gathers every results.json below the given folders (so runs launched
 separately into one workdir, or into several, are compared together) and
 writes report.md, report.csv and figure_<dataset>_<optimizer>.png into --out
-(default: the first folder).
+(default: the first folder). Runs of a sweep (config.swept) make a row per
+swept values; with one swept field, sensitivity_<field>.png plots the last
+experiment's test accuracy and the total steps against its values, as the
+paper's hyper-parameter analysis does.
 """
 from __future__ import annotations
 
@@ -67,6 +70,7 @@ class Row:
   std: dict
   best: dict = dataclasses.field(default_factory=dict)
   environments: list = dataclasses.field(default_factory=list)
+  swept: tuple = ()  # ((field, value), ...) of its launch's swept fields
 
 
 # ------------------------------------------------------------------ gather
@@ -123,12 +127,20 @@ def _order(values, preferred):
   return sorted(set(values), key=lambda v: (rank.get(v, len(rank)), v))
 
 
+def _value_key(value):
+  """Swept values in order: numbers by value, anything else by its text."""
+  number = isinstance(value, (int, float)) and not isinstance(value, bool)
+  return (0, value, '') if number else (1, 0, str(value))
+
+
 def group(runs) -> collections.OrderedDict[tuple, list[Run]]:
-  """(dataset, optimizer, train_type) -> runs (by seed), in table order."""
+  """(dataset, optimizer, train_type, swept) -> runs (by seed), in table
+  order; swept: ((field, value), ...), () for a run of no sweep."""
   by_key = aggregate.group(runs)
   opts = _order([k[1] for k in by_key], OPTIMIZER_ORDER)
   tts = _order([k[2] for k in by_key], TRAIN_TYPE_LABELS)
-  keys = sorted(by_key, key=lambda k: (k[0], opts.index(k[1]), tts.index(k[2])))
+  keys = sorted(by_key, key=lambda k: (k[0], opts.index(k[1]), tts.index(k[2]),
+                                       tuple((f, _value_key(v)) for f, v in k[3])))
   return collections.OrderedDict((k, by_key[k]) for k in keys)
 
 
@@ -140,10 +152,10 @@ def _shown(run) -> dict:
 def aggregate_rows(groups) -> list[Row]:
   """Mean and (population) std over seeds; best per column per block."""
   rows = []
-  for (dataset, opt, tt), runs in groups.items():
+  for (dataset, opt, tt, swept), runs in groups.items():
     s = aggregate.over_seeds(runs, _shown)
     rows.append(Row(dataset, opt, tt, s.seeds, s.mean, s.std,
-                    environments=s.environments))
+                    environments=s.environments, swept=swept))
   for block in _blocks(rows).values():
     for m in METRICS:
       shown = [round(r.mean[m.key], m.digits) for r in block]
@@ -164,23 +176,26 @@ def _blocks(rows):
 def mismatches(groups) -> list[str]:
   """Rows whose seeds were run with different settings (mixed up workdirs)."""
   notes = []
-  for (dataset, opt, tt), runs in groups.items():
+  for (dataset, opt, tt, swept), runs in groups.items():
+    where = '/'.join([dataset, opt, tt] + [f'{f}={v}' for f, v in swept])
     fields = sorted(k for k in set().union(*(r.config for r in runs))
                     if k not in _SAME_ROW_IGNORED and
                     len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1)
     if fields:
-      notes.append(f'{dataset}/{opt}/{tt}: seeds differ in {", ".join(fields)}')
+      notes.append(f'{where}: seeds differ in {", ".join(fields)}')
     seeds = [results_lib.seed_of(r.config) for r in runs]
     if len(set(seeds)) != len(seeds):
-      notes.append(f'{dataset}/{opt}/{tt}: a seed appears more than once {seeds}')
+      notes.append(f'{where}: a seed appears more than once {seeds}')
   return notes
 
 
 # ----------------------------------------------------------------- tables
 
 
-def label(train_type: str) -> str:
-  return TRAIN_TYPE_LABELS.get(train_type, train_type)
+def label(train_type: str, swept=()) -> str:
+  """'DASH', or 'DASH dash_lambda=0.1' for a row of a sweep."""
+  return ' '.join([TRAIN_TYPE_LABELS.get(train_type, train_type)] +
+                  [f'{f}={v}' for f, v in swept])
 
 
 def _cell(row, m):
@@ -188,31 +203,41 @@ def _cell(row, m):
   return f'**{text}**' if row.best.get(m.key) else text
 
 
-def markdown(rows, figures=None, notes=()) -> str:
-  """One table per dataset, rows optimizer x training type, as Table 1."""
+def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
+  """One table per dataset, rows optimizer x training type (x swept values),
+  as Table 1. figures: (dataset, optimizer) -> path; sensitivity: field ->
+  path."""
   figures = figures or {}
   out = ['# Results', '']
   for dataset in dict.fromkeys(r.dataset for r in rows):
+    block = [r for r in rows if r.dataset == dataset]
+    swept = aggregate.swept_fields(r.swept for r in block)
     out += [f'## {dataset}', '',
-            '| optimizer | training type | seeds | ' +
-            ' | '.join(m.title for m in METRICS) + ' |',
-            '|---|---|---:|' + '---:|' * len(METRICS)]
-    for r in (r for r in rows if r.dataset == dataset):
-      out.append(f'| {r.optimizer.upper()} | {label(r.train_type)} | {len(r.seeds)} | ' +
-                 ' | '.join(_cell(r, m) for m in METRICS) + ' |')
+            '| optimizer | training type | ' + ''.join(f'{f} | ' for f in swept) +
+            'seeds | ' + ' | '.join(m.title for m in METRICS) + ' |',
+            '|---|---|' + '---:|' * (len(swept) + 1 + len(METRICS))]
+    for r in block:
+      values = ''.join(f'{dict(r.swept).get(f, "")} | ' for f in swept)
+      out.append(f'| {r.optimizer.upper()} | {label(r.train_type)} | {values}'
+                 f'{len(r.seeds)} | ' + ' | '.join(_cell(r, m) for m in METRICS) + ' |')
     out.append('')
     out += aggregate.environment_lines(
-        (f'{r.optimizer.upper()} {label(r.train_type)}', r.environments)
-        for r in rows if r.dataset == dataset)
+        (f'{r.optimizer.upper()} {label(r.train_type, r.swept)}', r.environments)
+        for r in block)
     out.append('')
     for (d, opt), path in figures.items():
       if d == dataset:
         out += [(f'![{dataset}, {opt.upper()}: test accuracy and steps per experiment]'
                  f'({os.path.basename(path)})'), '']
+  for field, path in (sensitivity or {}).items():
+    out += [f'## Sensitivity to {field}', '',
+            f'![last experiment test accuracy and total steps against {field}]'
+            f'({os.path.basename(path)})', '']
   out.append('mean (std) over seeds (population std). "last": the last experiment; '
              '"mean": mean over all experiments; steps: SGD steps (batches) in one '
-             'experiment. Bold: the best of a column among the training types of one '
-             'dataset and optimizer (highest accuracy, fewest steps), compared as shown.')
+             'experiment. Bold: the best of a column among the rows (training types, '
+             'swept values) of one dataset and optimizer (highest accuracy, fewest '
+             'steps), compared as shown.')
   for n in notes:
     out.append(f'\nNote: {n}')
   return '\n'.join(out) + '\n'
@@ -223,14 +248,22 @@ CSV_FIELDS = (['dataset', 'optimizer', 'train_type', 'num_seeds', 'seeds'] +
               ['environments'])
 
 
+def csv_fields(swept=()) -> list[str]:
+  """CSV_FIELDS with a column per swept field after train_type."""
+  return CSV_FIELDS[:3] + list(swept) + CSV_FIELDS[3:]
+
+
 def csv_text(rows) -> str:
-  """Full precision; accuracies in %; *_best is 1 for the marked cells."""
+  """Full precision; accuracies in %; *_best is 1 for the marked cells; a
+  swept field's column is empty on rows that did not sweep it."""
   buf = io.StringIO()
-  w = csv.DictWriter(buf, CSV_FIELDS, lineterminator='\n')
+  swept = aggregate.swept_fields(r.swept for r in rows)
+  w = csv.DictWriter(buf, csv_fields(swept), lineterminator='\n')
   w.writeheader()
   for r in rows:
     rec = {'dataset': r.dataset, 'optimizer': r.optimizer, 'train_type': r.train_type,
-           'num_seeds': len(r.seeds), 'seeds': ' '.join(map(str, r.seeds))}
+           'num_seeds': len(r.seeds), 'seeds': ' '.join(map(str, r.seeds)),
+           **{f: '' for f in swept}, **dict(r.swept)}
     for m in METRICS:
       rec[f'{m.key}_mean'] = repr(r.mean[m.key])
       rec[f'{m.key}_std'] = repr(r.std[m.key])
@@ -253,21 +286,31 @@ def curves(runs, field, scale=1.0):
   return x, values.mean(0), values.std(0)
 
 
+def _colors(train_types) -> list[str]:
+  """The paper's colour per training type; a training type that appears more
+  than once (a sweep) or has none takes spare colours."""
+  counts = collections.Counter(train_types)
+  spare = itertools.cycle([f'C{i}' for i in range(10)] if len(counts) < len(train_types)
+                          else ['C6', 'C7', 'C9'])
+  return [COLORS[tt] if tt in COLORS and counts[tt] == 1 else next(spare)
+          for tt in train_types]
+
+
 def build_figure(dataset, optimizer, by_train_type):
   """Figure 1 of the paper for one dataset and optimizer: test accuracy and
-  steps per experiment, a line per training type, a std band over seeds."""
+  steps per experiment, a line per row (training type, or (training type,
+  swept values)), a std band over seeds."""
   from matplotlib.figure import Figure  # no pyplot: no global state or GUI
   from matplotlib.ticker import MaxNLocator
   fig = Figure(figsize=(10, 4), dpi=100, layout='constrained')
   axes = fig.subplots(1, 2)
-  spare = itertools.cycle(('C6', 'C7', 'C9'))
-  colors = {tt: COLORS.get(tt) or next(spare) for tt in by_train_type}
+  lines = [(k if isinstance(k, tuple) else (k, ()), runs) for k, runs in by_train_type.items()]
+  colors = _colors([tt for (tt, _), _ in lines])
   for ax, (field, scale, ylabel) in zip(axes, PANELS):
-    for tt, runs in by_train_type.items():
+    for color, ((tt, swept), runs) in zip(colors, lines):
       x, mean, std = curves(runs, field, scale)
-      ax.plot(x, mean, color=colors[tt], label=f'{label(tt)} ({len(runs)} seeds)')
-      ax.fill_between(x, mean - std, mean + std, color=colors[tt], alpha=0.2,
-                      linewidth=0)
+      ax.plot(x, mean, color=color, label=f'{label(tt, swept)} ({len(runs)} seeds)')
+      ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel('experiment')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
@@ -277,9 +320,77 @@ def build_figure(dataset, optimizer, by_train_type):
   return fig
 
 
+def _safe(s) -> str:
+  return ''.join(c if c.isalnum() or c in '-_' else '_' for c in str(s))
+
+
 def figure_name(dataset, optimizer) -> str:
-  safe = lambda s: ''.join(c if c.isalnum() or c in '-_' else '_' for c in s)
-  return f'figure_{safe(dataset)}_{safe(optimizer)}.png'
+  return f'figure_{_safe(dataset)}_{_safe(optimizer)}.png'
+
+
+SENSITIVITY = (('test_acc_last', 100.0, 'last experiment test accuracy (%)'),
+               ('steps_total', 1.0, 'total steps (all experiments)'))
+
+
+def sensitivity_points(by_train_type, field):
+  """{train_type: (values, mean, std)} per SENSITIVITY metric, over seeds, the
+  values in order; a training type not swept over `field` (a baseline) has
+  values None and one point."""
+  out = {}
+  for tt, by_value in by_train_type.items():
+    values = sorted(by_value, key=_value_key)
+    points = []
+    for key, scale, _ in SENSITIVITY:
+      stats = [aggregate.over_seeds(by_value[v], lambda r: {'v': r.metrics()[key]})
+               for v in values]
+      points.append((np.array([scale * s.mean['v'] for s in stats]),
+                     np.array([scale * s.std['v'] for s in stats])))
+    out[tt] = (None if values == [None] else values, points)
+  return out
+
+
+def build_sensitivity(field, blocks):
+  """The paper's hyper-parameter analysis: per (dataset, optimizer) block, the
+  last experiment's test accuracy and the total steps against the swept
+  `field`, a line per training type with a std band over seeds; a training
+  type run without the sweep is a dashed level (a baseline).
+
+  blocks: {(dataset, optimizer): {train_type: {value or None: runs}}}."""
+  from matplotlib.figure import Figure
+  fig = Figure(figsize=(10, 4 * len(blocks)), dpi=100, layout='constrained')
+  axes = np.asarray(fig.subplots(len(blocks), 2)).reshape(len(blocks), 2)
+  for row, ((dataset, opt), by_tt) in zip(axes, blocks.items()):
+    points = sensitivity_points(by_tt, field)
+    swept = sorted({v for vals, _ in points.values() if vals for v in vals}, key=_value_key)
+    numeric = all(_value_key(v)[0] == 0 for v in swept)
+    where = {v: (v if numeric else i) for i, v in enumerate(swept)}
+    colors = dict(zip(by_tt, _colors(list(by_tt))))
+    for ax, (_, _, ylabel), i in zip(row, SENSITIVITY, range(2)):
+      for tt, (values, metrics) in points.items():
+        mean, std = metrics[i]
+        if values is None:  # a baseline: its level across the swept range
+          ax.axhline(mean[0], color=colors[tt], linestyle='--',
+                     label=f'{label(tt)} (not swept)')
+          ax.axhspan(mean[0] - std[0], mean[0] + std[0], color=colors[tt], alpha=0.1,
+                     linewidth=0)
+          continue
+        x = np.array([where[v] for v in values], np.float64)
+        n = len(by_tt[tt][values[0]])
+        ax.plot(x, mean, marker='o', color=colors[tt], label=f'{label(tt)} ({n} seeds)')
+        ax.fill_between(x, mean - std, mean + std, color=colors[tt], alpha=0.2,
+                        linewidth=0)
+      if not numeric:
+        ax.set_xticks(range(len(swept)), [str(v) for v in swept])
+      ax.set_xlabel(field)
+      ax.set_ylabel(ylabel)
+      ax.set_title(f'{dataset}, {opt.upper()}')
+      ax.grid(alpha=0.3)
+    row[0].legend()
+  return fig
+
+
+def sensitivity_name(field) -> str:
+  return f'sensitivity_{_safe(field)}.png'
 
 
 # ------------------------------------------------------------------ write
@@ -289,7 +400,8 @@ def figure_name(dataset, optimizer) -> str:
 class Report:
   rows: list
   markdown: str
-  paths: dict  # 'markdown', 'csv', and (dataset, optimizer) -> figure path
+  paths: dict  # 'markdown', 'csv', (dataset, optimizer) and ('sensitivity', field)
+               # -> figure path
   skipped: list
 
 
@@ -301,18 +413,31 @@ def write(dirs, out_dir=None) -> Report:
   groups = group(runs)
   rows = aggregate_rows(groups)
   os.makedirs(out_dir, exist_ok=True)
-  figures = {}
+  figures, sensitivity = {}, {}
   by_block = collections.OrderedDict()
-  for (dataset, opt, tt), g in groups.items():
-    by_block.setdefault((dataset, opt), collections.OrderedDict())[tt] = g
-  for (dataset, opt), by_tt in by_block.items():
+  for (dataset, opt, tt, swept), g in groups.items():
+    by_block.setdefault((dataset, opt), collections.OrderedDict())[(tt, swept)] = g
+  for (dataset, opt), by_line in by_block.items():
     path = os.path.join(out_dir, figure_name(dataset, opt))
-    build_figure(dataset, opt, by_tt).savefig(path)
+    build_figure(dataset, opt, by_line).savefig(path)
     figures[(dataset, opt)] = path
+  swept = aggregate.swept_fields(k[3] for k in groups)
+  if len(swept) == 1:
+    field = swept[0]
+    blocks = collections.OrderedDict()
+    for (dataset, opt, tt, sw), g in groups.items():
+      by_tt = blocks.setdefault((dataset, opt), collections.OrderedDict())
+      by_tt.setdefault(tt, collections.OrderedDict())[dict(sw).get(field)] = g
+    blocks = collections.OrderedDict(  # a block with no swept row has nothing to plot
+        (k, v) for k, v in blocks.items()
+        if any(val is not None for by_value in v.values() for val in by_value))
+    sensitivity[field] = os.path.join(out_dir, sensitivity_name(field))
+    build_sensitivity(field, blocks).savefig(sensitivity[field])
   notes = mismatches(groups) + [f'skipped {s}' for s in skipped]
-  text = markdown(rows, figures, notes)
+  text = markdown(rows, figures, notes, sensitivity)
   paths = {'markdown': os.path.join(out_dir, 'report.md'),
-           'csv': os.path.join(out_dir, 'report.csv'), **figures}
+           'csv': os.path.join(out_dir, 'report.csv'), **figures,
+           **{('sensitivity', f): p for f, p in sensitivity.items()}}
   with open(paths['markdown'], 'w') as f:
     f.write(text)
   with open(paths['csv'], 'w') as f:

@@ -21,32 +21,63 @@ from dash_jax.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-  """One run of the protocol: the single values it was launched with."""
+  """One run of the protocol: the single values it was launched with
+  (`sweep`: (field, value) of each swept field, in name order)."""
   train_type: str
   optimizer: str
   seed: int
+  sweep: tuple = ()
+
+  @property
+  def stem(self) -> str:
+    """The name without the seed: what the seeds of a row share."""
+    return '-'.join([self.train_type, self.optimizer] +
+                    [_swept_text(f, v) for f, v in self.sweep])
 
   @property
   def name(self) -> str:
-    return f'{self.train_type}-{self.optimizer}-seed{self.seed}'
+    return f'{self.stem}-seed{self.seed}'
+
+
+def _swept_text(field, value) -> str:
+  text = value_text(value)
+  sep = '' if text[:1].isdigit() or text[:1] in '.+-' else '_'
+  return f'{config_lib.SHORT_NAMES.get(field, field)}{sep}{text}'
+
+
+def value_text(value) -> str:
+  """A swept value as it appears in a folder name (floats round-trip)."""
+  text = repr(value) if isinstance(value, float) else str(value)
+  return ''.join(c if c.isalnum() or c in '.+-_' else '_' for c in text)
 
 
 def run_specs(config) -> Iterator[RunSpec]:
-  """Every combination of the listed training types, optimizers and seeds."""
-  for tt, opt, seed in itertools.product(
+  """Every combination of the listed training types, optimizers, swept
+  values and seeds (seeds vary fastest)."""
+  swept = config_lib.sweeps(config)
+  seen = {}
+  for tt, opt, values, seed in itertools.product(
       config_lib.parse_list(config.train_type, str, 'train_type'),
       config_lib.parse_list(config.optimizer, str, 'optimizer'),
+      itertools.product(*swept.values()),
       config_lib.parse_list(config.seeds, int, 'seeds')):
-    yield RunSpec(tt, opt, seed)
+    spec = RunSpec(tt, opt, seed, tuple(zip(swept, values)))
+    if seen.setdefault(spec.name, spec) != spec:
+      raise UserError(f'runs {seen[spec.name].sweep} and {spec.sweep} would share the '
+                      f'folder {spec.name}; give values that differ in letters or digits')
+    yield spec
 
 
 def run_config(config, spec: RunSpec):
-  """The config of one run: the launch's, with its own single values."""
-  config = config.copy_and_resolve_references()
+  """The config of one run: the launch's, with its own single values (a
+  swept run also lists its swept fields in config.swept)."""
+  config = config_lib.single(config, dict(spec.sweep))
   with config.unlocked():
     config.train_type, config.optimizer = spec.train_type, spec.optimizer
     config.seeds = str(spec.seed)
     config.model = models.resolve_name(config)  # sota: resnet18 -> resnet18_sota
+    if spec.sweep:
+      config[config_lib.SWEPT] = [f for f, _ in spec.sweep]
   return config
 
 
@@ -89,7 +120,8 @@ def run_incremental(config, workdir: str, log=print) -> dict:
     check_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')
   ds = data_lib.load(config)
-  assembly.chunk_buffer(len(ds.train_y), config.num_chunks, 0)  # fail early if too many
+  for num_chunks in {run_config(config, s).num_chunks for s in specs}:  # fail early
+    assembly.chunk_buffer(len(ds.train_y), num_chunks, 0)  # if too many
   with parallel.use_mesh(parallel.make_mesh(config.devices)):
     all_results = _run_all(config, ds, hosts.share(specs), workdir, log)
   hosts.barrier('runs finished')
@@ -107,12 +139,12 @@ def run_incremental(config, workdir: str, log=print) -> dict:
 
 def _groups(config, specs) -> list[list[RunSpec]]:
   """Runs trained together: with config.vmap_seeds the seeds of each
-  (training type, optimizer), else each run alone."""
+  (training type, optimizer, swept values), else each run alone."""
   if not config.vmap_seeds:
     return [[s] for s in specs]
   groups = {}
   for spec in specs:
-    groups.setdefault((spec.train_type, spec.optimizer), []).append(spec)
+    groups.setdefault(spec.stem, []).append(spec)
   return list(groups.values())
 
 
@@ -128,8 +160,7 @@ def _run_all(config, ds, specs, workdir, log) -> dict:
   groups = _groups(config, todo)
   for i, group in enumerate(groups, 1):
     names = group[0].name if len(group) == 1 else (
-        f'{group[0].train_type}-{group[0].optimizer}, seeds '
-        f'{[s.seed for s in group]} as one program')
+        f'{group[0].stem}, seeds {[s.seed for s in group]} as one program')
     log(f'run {i}/{len(groups)}: {names}')
     runs = [experiment.Run(s.name, s.seed, run_config(config, s),
                            os.path.join(workdir, s.name)) for s in group]

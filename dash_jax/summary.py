@@ -10,15 +10,15 @@ FIELDS = ('test_acc_last', 'test_acc_mean', 'steps_last', 'steps_mean', 'steps_t
 
 
 def aggregate_rows(results: list[dict]) -> list[dict]:
-  """One row per (train_type, optimizer): mean/std over seeds of each field,
-  and the environments the seeds ran in."""
+  """One row per (train_type, optimizer, swept values): mean/std over seeds
+  of each field, and the environments the seeds ran in."""
   runs = [aggregate.Run.from_results(r) for r in results]
   groups = aggregate.group(runs, key=lambda r: (r.config['train_type'],
-                                                r.config['optimizer']))
+                                                r.config['optimizer'], r.swept))
   rows = []
-  for (tt, opt), g in groups.items():
+  for (tt, opt, swept), g in groups.items():
     stats = aggregate.over_seeds(g)
-    row = {'train_type': tt, 'optimizer': opt, 'seeds': stats.seeds}
+    row = {'train_type': tt, 'optimizer': opt, 'swept': dict(swept), 'seeds': stats.seeds}
     for f in FIELDS:
       row[f] = {'mean': stats.mean[f], 'std': stats.std[f]}
     row['environments'] = stats.environments
@@ -27,19 +27,28 @@ def aggregate_rows(results: list[dict]) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-  head = ('| train_type | optimizer | seeds | test acc last (%) | test acc mean (%) '
-          '| steps last | steps mean | steps total |')
-  lines = [head, '|' + '---|' * 8]
+  """The swept fields (if any) are columns after the optimizer."""
+  swept = aggregate.swept_fields(tuple(r.get('swept', {}).items()) for r in rows)
+  head = ('| train_type | optimizer | ' + ''.join(f'{f} | ' for f in swept) +
+          'seeds | test acc last (%) | test acc mean (%) | steps last | steps mean '
+          '| steps total |')
+  lines = [head, '|' + '---|' * (8 + len(swept))]
   pct = lambda r, f: f"{100 * r[f]['mean']:.2f} ({100 * r[f]['std']:.2f})"
   num = lambda r, f: f"{r[f]['mean']:.0f} ({r[f]['std']:.0f})"
   for r in rows:
-    lines.append(f"| {r['train_type']} | {r['optimizer']} | {len(r['seeds'])} | "
+    values = ''.join(f"{r.get('swept', {}).get(f, '')} | " for f in swept)
+    lines.append(f"| {r['train_type']} | {r['optimizer']} | {values}{len(r['seeds'])} | "
                  f"{pct(r, 'test_acc_last')} | {pct(r, 'test_acc_mean')} | "
                  f"{num(r, 'steps_last')} | {num(r, 'steps_mean')} | "
                  f"{num(r, 'steps_total')} |")
   envs = aggregate.environment_lines(
-      (f"{r['train_type']}/{r['optimizer']}", r.get('environments', [])) for r in rows)
+      (_row_label(r), r.get('environments', [])) for r in rows)
   return '\n'.join(lines) + '\n\nmean (std) over seeds.\n\n' + '\n'.join(envs) + '\n'
+
+
+def _row_label(row) -> str:
+  return '/'.join([row['train_type'], row['optimizer']] +
+                  [f'{f}={v}' for f, v in row.get('swept', {}).items()])
 
 
 def environments(results: list[dict]) -> list[dict]:

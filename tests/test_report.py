@@ -115,7 +115,7 @@ def test_csv_full_precision_and_flags(results_dir, tmp_path):
 
 def test_figure_lines_bands_and_png(results_dir, tmp_path):
   groups = report.group(report.gather([str(results_dir)])[0])
-  by_tt = {tt: runs for (d, o, tt), runs in groups.items() if (d, o) == ('digits', 'sgd')}
+  by_tt = {tt: runs for (d, o, tt, _), runs in groups.items() if (d, o) == ('digits', 'sgd')}
   fig = report.build_figure('digits', 'sgd', by_tt)
   acc_ax, steps_ax = fig.axes[:2]
   assert [l.get_label() for l in acc_ax.lines] == [
