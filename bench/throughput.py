@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import platform
 import statistics
@@ -129,7 +128,7 @@ def main(argv=None):
                  f'{"n/a" if tf is None else f"{tf:.3f}"} | '
                  f'{"n/a" if share is None else f"{share:.1f}%"} |')
   total_steps = EXPERIMENTS * sum(PAPER_MEAN_STEPS.values())
-  lines += ['', f'Projected CIFAR-10 protocol (50 experiments, the paper\'s mean steps: '
+  lines += ['', 'Projected CIFAR-10 protocol (50 experiments, the paper\'s mean steps: '
             + ', '.join(f'{k} {v}' for k, v in PAPER_MEAN_STEPS.items())
             + f'; {total_steps:,} SGD steps for the four types, one seed): '
             f'{total_steps * sgd_s / 3600:.1f} h of train steps with SGD, '

@@ -99,8 +99,9 @@ def test_recipe_inside_the_step_same_in_loop_and_scan_modes():
   step_cfg = train.StepConfig(augment=augment.Augment(('crop', 'flip')),
                               lr_schedule=sota.WarmupMultiStep(0.1))
   buffer_idx = jnp.arange(24, dtype=jnp.int32)
-  order = train.epoch_order(jax.random.PRNGKey(2), buffer_idx, 20, 8)
-  key = jax.random.PRNGKey(3)
+  epoch_key = jax.random.split(jax.random.PRNGKey(3))[1]  # as train_until_converged draws
+  order = train.epoch_order(epoch_key, buffer_idx, 20, 8)
+  key = jax.random.fold_in(epoch_key, 1)
   copy = lambda s: jax.tree.map(jnp.copy, s)
 
   first, _ = train.loop_step(copy(state), jnp.zeros(2), data, order, 0, 20,
@@ -117,12 +118,16 @@ def test_recipe_inside_the_step_same_in_loop_and_scan_modes():
     looped, sums = train.loop_step(looped, sums, data, order, b, 20,
                                    step_cfg=step_cfg, batch_size=8, epoch=0,
                                    num_batches=3, key=key)
-  scanned, scan_sums = train.scan_epoch(copy(state), data, order, 20, 3,
-                                        step_cfg=step_cfg, batch_size=8, epoch=0,
-                                        key=key)
-  close = jax.tree.map(functools.partial(np.allclose, atol=1e-5), looped.params,
-                       scanned.params)
-  assert jax.tree.all(close) and np.allclose(sums, scan_sums, atol=1e-5)
+  group = lambda tree: jax.tree.map(lambda x: x[None], tree)  # one seed
+  for block in (1, 2):  # the compiled epoch, one step or two a block
+    scanned, _, _, metrics, _ = train.device_epochs(
+        group(copy(state)), group(jax.random.PRNGKey(3)), jnp.ones((1,), bool),
+        dict(data, train_y=data['train_y'][None]), buffer_idx[None], 20, 3, 0, 1, 2.0,
+        step_cfg=step_cfg, batch_size=8, block=block)
+    scanned, scan_sums = train.take_seed(scanned, 0), metrics[0, 0] * 3
+    close = jax.tree.map(functools.partial(np.allclose, atol=1e-5), looped.params,
+                         scanned.params)
+    assert jax.tree.all(close) and np.allclose(sums, scan_sums, atol=1e-5)
   assert np.isclose(float(looped.opt_state.hyperparams['learning_rate']), 0.1 * 2 / 3)
   assert not jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)),
                                        looped.params, state.params))
