@@ -1,7 +1,7 @@
 """This project against PyTorch eager on the same CPU, side by side.
 
-    python bench/bench.py            # full run, < 10 min on a 2-core CPU
-    python bench/bench.py --quick    # smoke mode: tiny shapes, seconds
+    python -m bench.bench            # full run, < 10 min on a 2-core CPU
+    python -m bench.bench --quick    # smoke mode: tiny shapes, seconds
 
 Every comparison alternates JAX and PyTorch repeats (so load from other
 processes hits both alike) and reports medians. The PyTorch side
@@ -25,10 +25,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Run as a script, this folder is sys.path[0] and `bench` would name this
-# file; the repo root makes `bench` the package (bench.torch_ref).
-sys.path[:] = [ROOT] + [p for p in sys.path
-                        if os.path.abspath(p or '.') != os.path.dirname(os.path.abspath(__file__))]
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 import jax  # noqa: E402
@@ -357,8 +353,8 @@ def bench_protocol(table, quick, repeats):
   compiles and both sides' data load, tfds importing TensorFlow, included,
   as a user runs it)."""
   def child(*args):
-    cmd = [sys.executable, os.path.abspath(__file__), *args] + (['--quick'] if quick else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    cmd = [sys.executable, '-m', 'bench.bench', *args] + (['--quick'] if quick else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
   jax_runs, jax_warm, torch_runs, torch_fast = [], [], [], []
@@ -448,7 +444,7 @@ def main(argv=None):
     bench_direction(table, sizes, 1 if args.quick else 2)
   if 'e' in args.only:
     bench_protocol(table, args.quick, 1 if args.quick else 3)
-  command = 'python bench/bench.py' + (' --quick' if args.quick else '') + (
+  command = 'python -m bench.bench' + (' --quick' if args.quick else '') + (
       f' --only {args.only}' if args.only != 'abcde' else '')
   text = (f'# Benchmarks: dash-jax vs PyTorch eager\n\n'
           f'Machine: {machine()}\n\nCommand: `{command}` '

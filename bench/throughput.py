@@ -1,8 +1,8 @@
 """ResNet-18 training throughput on this machine's JAX backend, and what it
 means for the paper's protocol.
 
-    python bench/throughput.py                 # GPU: full measurement
-    python bench/throughput.py --steps 3       # a CPU smoke run
+    python -m bench.throughput                 # GPU: full measurement
+    python -m bench.throughput --steps 3       # a CPU smoke run
 
 Prints images/s of the CIFAR-size (32x32, batch 128) train step as the
 protocol runs it (SGD and SAM), the FLOP/s it reaches (FLOPs from XLA's cost
@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -117,7 +114,7 @@ def main(argv=None):
                  100 * tflops / peak if (tflops and peak) else None))
 
   lines = [f'### ResNet-18 training throughput ({jax.default_backend()}: {kind})', '',
-           f'`python bench/throughput.py --steps {args.steps} --repeats {args.repeats}`, '
+           f'`python -m bench.throughput --steps {args.steps} --repeats {args.repeats}`, '
            f'{datetime.date.today()}, jax {jax.__version__}, {platform.machine()}; '
            f'batch 128 of 32x32x3, median of {args.repeats} epochs of {args.steps} steps.', '',
            '| step | ms/step | images/s | GFLOP/step (XLA count) | TFLOP/s | share of TF32 peak |',

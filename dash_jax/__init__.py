@@ -1,6 +1,8 @@
 """dash-jax: DASH (Direction-Aware SHrinking) and the warm-start protocol in JAX."""
 
-__version__ = '0.2.0'
+from dash_jax._version import __version__
+
+__all__ = ['__version__', 'run']
 
 
 def run(config, workdir, log=print):

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from dash_jax import _version
+
 DIST_NAME = 'dash-jax'
 # Always recorded (None when absent); the optional ones only when installed.
 LIBRARIES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy')
@@ -43,8 +45,7 @@ def _package_dir():
 
 def project_version() -> str:
   """The installed distribution's version, else the checkout's __version__."""
-  from dash_jax import __version__
-  return _dist_version(DIST_NAME) or __version__
+  return _dist_version(DIST_NAME) or _version.__version__
 
 
 def _git(args, cwd):

@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _device_check():
-  from bench import device_check  # the repo root is on sys.path (conftest)
+  from bench import device_check  # the repo root is importable (pytest.ini pythonpath)
   return device_check
 
 

@@ -13,13 +13,15 @@ def _module_name(path: pathlib.Path) -> str:
 
 
 def _imports(path: pathlib.Path, modules: set) -> set:
-  """dash_jax modules `path` imports, at any depth of the file."""
+  """dash_jax modules `path` imports, at any depth of the file: `from P
+  import m` names module P.m where that is a module, else P's names."""
   out = set()
   for node in ast.walk(ast.parse(path.read_text())):
     if isinstance(node, ast.Import):
       names = [a.name for a in node.names]
     elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-      names = [node.module] + [f'{node.module}.{a.name}' for a in node.names]
+      names = [f'{node.module}.{a.name}' if f'{node.module}.{a.name}' in modules
+               else node.module for a in node.names]
     else:
       continue
     out |= {n for n in names if n in modules}
@@ -29,11 +31,7 @@ def _imports(path: pathlib.Path, modules: set) -> set:
 def import_graph() -> dict:
   files = {_module_name(p): p for p in PACKAGE.rglob('*.py')}
   modules = set(files)
-  graph = {m: _imports(p, modules) - {m} for m, p in files.items()}
-  for m in graph:  # `from dash_jax import x` names x, not the package itself
-    if any(d.startswith('dash_jax.') for d in graph[m]):
-      graph[m].discard('dash_jax')
-  return graph
+  return {m: _imports(p, modules) - {m} for m, p in files.items()}
 
 
 def find_cycle(graph: dict):

@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from dash_jax.data import base
 from dash_jax.errors import UserError
 
 SVHN_TRAIN_SIZE = 50_000  # the paper trains on a random 50k of SVHN's 73,257
@@ -30,12 +31,11 @@ class ImageSet:
   train_size: int = 0  # >0: a seeded random subset of the training split
 
   def __call__(self, config):
-    from dash_jax import data
     builder = self.builder(config)
-    train_x, train_y = data._tfds_split_arrays(builder, 'train')
-    test_x, test_y = data._tfds_split_arrays(builder, self.test_split)
+    train_x, train_y = base.tfds_split_arrays(builder, 'train')
+    test_x, test_y = base.tfds_split_arrays(builder, self.test_split)
     if self.mean is None:
-      mean, std = data._stats(train_x)  # before any subset, as the original
+      mean, std = base.pixel_stats(train_x)  # before any subset, as the original
     else:
       mean = np.asarray(self.mean, np.float32) * 255
       std = np.asarray(self.std, np.float32) * 255
@@ -44,14 +44,13 @@ class ImageSet:
           len(train_y))[:self.train_size])
       train_x, train_y = train_x[keep], train_y[keep]
     num_classes = builder.info.features['label'].num_classes
-    return data.Dataset(self.name, train_x, train_y, test_x, test_y, num_classes,
+    return base.Dataset(self.name, train_x, train_y, test_x, test_y, num_classes,
                         mean=mean.astype(np.float32), std=std.astype(np.float32))
 
   def builder(self, config):
     """A prepared tfds builder, or a UserError that says how to prepare it."""
     import tensorflow_datasets as tfds
-    from dash_jax import data
-    root = data.data_dir(config)
+    root = base.data_dir(config)
     builder = tfds.builder(self.tfds_name, data_dir=root)
     if builder.is_prepared():
       return builder
@@ -71,9 +70,8 @@ class TinyImagenetSet(ImageSet):
 
   def builder(self, config):
     import tensorflow_datasets as tfds
-    from dash_jax import data
     from dash_jax.data import tiny_imagenet
-    root = data.data_dir(config)
+    root = base.data_dir(config)
     builder = tiny_imagenet.TinyImagenet(data_dir=root)
     if builder.is_prepared():
       return builder

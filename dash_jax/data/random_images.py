@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from dash_jax.data import base
+
 SEED = 0xC1FA  # fixed: the arrays are part of the dataset, not of a run
 # Uniform integers 0..255: mean 127.5, std sqrt((256^2 - 1) / 12) per channel.
 MEAN = 127.5
@@ -43,11 +45,10 @@ class RandomSet:
 
   def __call__(self, config):
     del config  # nothing to find on disk
-    from dash_jax import data
     train_x, train_y, test_x, test_y = random_arrays(
         self.num_train, self.num_test, self.shape, self.num_classes)
     channels = self.shape[-1]
-    return data.Dataset(self.name, train_x, train_y, test_x, test_y, self.num_classes,
+    return base.Dataset(self.name, train_x, train_y, test_x, test_y, self.num_classes,
                         mean=np.full((channels,), MEAN, np.float32),
                         std=np.full((channels,), STD, np.float32))
 
