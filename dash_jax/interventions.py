@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from dash_jax import shrink
+from dash_jax import models, shrink
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,11 +38,16 @@ def warm_rm(state, ctx):
 
 
 def reset(state, ctx):
-  """Re-initialise the classifier head only; optimizer state kept."""
-  fresh = ctx.fresh_state(ctx.key).params
+  """Re-initialise the classifier head only; optimizer state kept. The head
+  is drawn as a fresh model draws it, unless the model spec says otherwise
+  (VGG: the original's reset_parameters(), PyTorch's default init)."""
   params = dict(state.params)
-  for name in ctx.head:
-    params[name] = fresh[name]
+  head_init = models.get(ctx.config.model).head_init
+  if head_init is None:
+    fresh = ctx.fresh_state(ctx.key).params
+    params.update({name: fresh[name] for name in ctx.head})
+  else:
+    params.update(head_init(ctx.key, {name: params[name] for name in ctx.head}))
   return state.replace(params=params)
 
 

@@ -34,9 +34,7 @@ def resolve_epoch_mode(config) -> str:
   CPU use 'loop'."""
   if config.epoch_mode != 'auto':
     return config.epoch_mode
-  if jax.default_backend() == 'cpu' and config.model != 'mlp':
-    return 'loop'
-  return 'scan'
+  return models.epoch_mode(config.model, jax.default_backend())
 
 
 def normalisation(config, ds: data_lib.Dataset):
