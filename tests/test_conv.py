@@ -78,9 +78,9 @@ def test_max_pool_matches_nn(size, window, stride, pad, ties):
 def test_conv_module_params_equal_nn_conv(bias):
   """Same names, shapes and initial values as flax's nn.Conv."""
   x = jnp.ones((1, 6, 6, 3))
-  kw = dict(features=4, kernel_size=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-            use_bias=bias, kernel_init=models.kaiming_fan_out,
-            bias_init=nn.initializers.normal(1.0))
+  kw = {'features': 4, 'kernel_size': (3, 3), 'strides': (2, 2),
+        'padding': ((1, 1), (1, 1)), 'use_bias': bias,
+        'kernel_init': models.kaiming_fan_out, 'bias_init': nn.initializers.normal(1.0)}
   ours = conv.Conv(**kw).init(jax.random.PRNGKey(0), x)
   ref = nn.Conv(**kw).init(jax.random.PRNGKey(0), x)
   assert jax.tree.structure(ours) == jax.tree.structure(ref)
