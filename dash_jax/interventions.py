@@ -7,7 +7,8 @@ type is one function and one registry line.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -119,8 +120,8 @@ class L2Init:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingType:
-  before: Optional[Callable] = None  # before experiment j >= 2
-  after: Optional[Callable] = None  # after every experiment
+  before: Callable | None = None  # before experiment j >= 2
+  after: Callable | None = None  # after every experiment
   regularized: bool = False  # adds the l2_init loss term
 
 
