@@ -155,9 +155,11 @@ def test_reset_redraws_vgg_classifier_as_reset_parameters():
             'bn1': {'scale': jnp.ones(4), 'bias': jnp.zeros(4)}, 'classifier': classifier}
   batch_stats = {'bn1': {'mean': jnp.ones(4), 'var': jnp.ones(4)}}
 
-  def no_fresh(key):
-    raise AssertionError('VGG reset must not re-init the model')
-  before, after = _reset('vgg16', params, batch_stats, no_fresh)
+  def fresh(key):  # VGG's own init: what reset must NOT give the classifier
+    own = {k: {'kernel': models.vgg_linear_kernel(key, s), 'bias': jnp.zeros(s[1])}
+           for k, s in shapes.items()}
+    return _state(dict(params, classifier=own), batch_stats)
+  before, after = _reset('vgg16', params, batch_stats, fresh)
   _only_head_changed(before, after, ('classifier',))
   for layer, (fan_in, n_out) in shapes.items():
     _assert_torch_linear(after.params['classifier'][layer], fan_in, n_out)
