@@ -47,22 +47,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # ------------------------------------------------------------------ library
 
 
-def model_supports_dtype(name: str) -> bool:
-  """bfloat16 needs a `dtype` field on the model (config.precision)."""
-  cls = {'resnet18': models.ResNet18, 'mlp': models.MLP}[name]
-  return 'dtype' in {f.name for f in dataclasses.fields(cls)}
-
-
 def make_model(name: str, dtype: str, width: int):
-  """The model, or None where it has no `dtype` field and bf16 is asked."""
-  kwargs = {}
-  if dtype != 'float32':
-    if not model_supports_dtype(name):
-      return None
-    kwargs['dtype'] = jnp.bfloat16
-  if name == 'resnet18':
-    return models.ResNet18(10, **kwargs)
-  return models.MLP(10, width=width, **kwargs)
+  """The model as a launch builds it: this backend's kernels, `dtype` as
+  config.precision ('float32' or 'bfloat16')."""
+  from configs.default import get_config
+  config = get_config()
+  config.model, config.width, config.precision = name, width, dtype
+  return models.get(name).build(config, 10)
 
 
 _TX = optim.sgd(0.01)  # one object: states of several seeds must stack

@@ -21,11 +21,12 @@ import statistics
 import time
 
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from dash_jax import assembly, models, optim, train  # noqa: E402
+from configs.default import get_config
+from dash_jax import assembly, models, optim, train
 
 # Dense (no sparsity) TF32 tensor-core peak, TFLOP/s, by jax device_kind.
 PEAK_TFLOPS = {
@@ -41,10 +42,12 @@ PAPER_MEAN_STEPS = {'cold': 2916, 'warm': 665, 'sp': 2766, 'dash': 3454}
 EXPERIMENTS = 50
 
 
-def measure(step_cfg, steps, repeats, batch_size=128):
+def measure(step_cfg, steps, repeats, batch_size=128, precision='float32'):
   """Median seconds per train step of ResNet-18 on CIFAR-size data, and the
   step's FLOPs."""
-  model = models.ResNet18(10)
+  config = get_config()
+  config.precision = precision
+  model = models.get('resnet18').build(config, 10)  # this backend's kernels
   state = train.create_state(model, optim.sgd(0.001), jax.random.PRNGKey(0),
                              (32, 32, 3), keep_init=False)
   n = steps * batch_size
@@ -55,7 +58,7 @@ def measure(step_cfg, steps, repeats, batch_size=128):
       'mean': np.full((3,), 125.0, np.float32), 'std': np.full((3,), 63.0, np.float32)})
   buffer_idx = jnp.arange(n, dtype=jnp.int32)
   order = train.epoch_order(jax.random.PRNGKey(1), buffer_idx, n, batch_size)
-  scan = jax.default_backend() != 'cpu'  # as assembly.epoch_mode for convnets
+  scan = models.epoch_mode('resnet18') == 'scan'  # as assembly.epoch_mode
   group_data = dict(data, train_y=data['train_y'][None])  # a group of one seed
 
   flops = None
@@ -65,7 +68,7 @@ def measure(step_cfg, steps, repeats, batch_size=128):
                                  batch_size=batch_size).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get('flops', 0.0)) or None
-  except Exception:  # noqa: BLE001 - cost analysis is best effort
+  except Exception:  # noqa: BLE001, S110 - cost analysis is best effort
     pass
 
   def epoch(state):
@@ -98,6 +101,7 @@ def main(argv=None):
   parser.add_argument('--steps', type=int, default=50, help='steps per timed epoch')
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--markdown', default='', help='append the table to this file')
+  parser.add_argument('--precision', default='float32', choices=('float32', 'bfloat16'))
   args = parser.parse_args(argv)
 
   device = jax.devices()[0]
@@ -106,7 +110,7 @@ def main(argv=None):
   rows = []
   sgd_s = None
   for name, cfg in (('SGD', train.StepConfig()), ('SAM', train.StepConfig(sam_rho=0.1))):
-    sec, flops = measure(cfg, args.steps, args.repeats)
+    sec, flops = measure(cfg, args.steps, args.repeats, precision=args.precision)
     if name == 'SGD':
       sgd_s = sec
     tflops = flops / sec / 1e12 if flops else None
@@ -114,9 +118,10 @@ def main(argv=None):
                  100 * tflops / peak if (tflops and peak) else None))
 
   lines = [f'### ResNet-18 training throughput ({jax.default_backend()}: {kind})', '',
-           f'`python -m bench.throughput --steps {args.steps} --repeats {args.repeats}`, '
+           (f'`python -m bench.throughput --steps {args.steps} --repeats {args.repeats} '
+           f'--precision {args.precision}`, '
            f'{datetime.date.today()}, jax {jax.__version__}, {platform.machine()}; '
-           f'batch 128 of 32x32x3, median of {args.repeats} epochs of {args.steps} steps.', '',
+           f'batch 128 of 32x32x3, median of {args.repeats} epochs of {args.steps} steps.'), '',
            '| step | ms/step | images/s | GFLOP/step (XLA count) | TFLOP/s | share of TF32 peak |',
            '|---|---|---|---|---|---|']
   for name, ms, ips, flops, tf, share in rows:

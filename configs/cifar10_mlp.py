@@ -1,4 +1,4 @@
-"""CIFAR-10, MLP (width 1000, depth 2): the paper's MLP setting.
+"""CIFAR-10, MLP (width 1000, depth 3): the paper's three-layer MLP setting.
 
 Inputs are pixels in [0, 1], not normalised, as in the original code.
 

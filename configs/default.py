@@ -38,6 +38,10 @@ def get_config():
   config.model = 'mlp'
   config.width = 512
   config.depth = 2
+  # Compute dtype: 'float32' (the paper's numbers) or 'bfloat16' (conv/dense
+  # inputs and activations; parameters, BatchNorm statistics, logits and
+  # loss stay float32).
+  config.precision = 'float32'
 
   # Protocol.
   config.num_chunks = 20

@@ -23,7 +23,7 @@ def protocol(config):
   config.batch_size = 128
   config.test_batch_size = 256
   config.width = 1000  # mlp only
-  config.depth = 2
+  config.depth = 3  # mlp only: the paper's three-layer MLP (reset redraws fc3)
   return config
 
 

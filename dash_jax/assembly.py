@@ -19,14 +19,11 @@ SCAN_BLOCK_ACCELERATOR = 16  # steps per host round trip of a compiled epoch off
 
 
 def epoch_mode(config) -> str:
-  """'scan' compiles an epoch into one loop; XLA:CPU runs conv loop bodies
-  far slower than the same jitted step called from Python, so convnets on
-  CPU use 'loop'."""
+  """'scan' compiles an epoch into one loop, 'loop' calls a jitted step from
+  Python; 'auto' is the model spec's choice for the backend."""
   if config.epoch_mode != 'auto':
     return config.epoch_mode
-  if jax.default_backend() == 'cpu' and config.model != 'mlp':
-    return 'loop'
-  return 'scan'
+  return models.epoch_mode(config.model, jax.default_backend())
 
 
 def scan_block(config) -> int:

@@ -8,6 +8,7 @@ EPOCH_MODES = ('auto', 'loop', 'scan')
 NORMALIZE = ('auto', 'standard', 'unit')
 DASH_PER = ('kernel', 'neuron')
 L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
+PRECISIONS = ('float32', 'bfloat16')
 
 
 # Fields that change how a run executes, never its numbers: a workdir's runs
@@ -177,6 +178,7 @@ def _validate_single(config) -> None:
   _choice(config, 'normalize', NORMALIZE)
   _choice(config, 'dash_per', DASH_PER)
   _choice(config, 'l2_init_form', L2_INIT_FORMS)
+  _choice(config, 'precision', PRECISIONS)
   for field in ('dash_lambda', 'dash_alpha', 'sp_lambda', 'converge_acc'):
     _in_range(config, field, 0.0, 1.0)
   _in_range(config, 'label_noise', 0.0, 1.0, low_open=False)

@@ -107,7 +107,7 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
   step_cfg = assembly.step_config(config, config.train_type, ds.name)
   mode = assembly.epoch_mode(config)
   block = assembly.scan_block(config)
-  head = tuple(models.get(config.model).head)
+  model_spec = models.get(config.model)
 
   mesh = parallel.current_mesh()  # set by the launch; data and state live on all of it
   counter = compiles.CompileCounter()
@@ -157,7 +157,7 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
           key=key, experiment=j, hparams=hparams, fresh_state=fresh_state,
           direction=lambda s, alpha: train.full_data_direction(
               s, run_data, buffer_idx, j, alpha, chunk_size=chunk_size, mode=mode),
-          head=head)
+          head=tuple(model_spec.head), head_init=model_spec.head_init)
       return fn(state, ctx)
     return per_seed(one)(states, keys, data['train_y'], buffer_idx)
 

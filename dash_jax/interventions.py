@@ -27,6 +27,8 @@ class Context:
   # (state, alpha) -> EMA of negative gradients over the experiment's data
   direction: Callable[[Any, float], Any]
   head: tuple  # top-level param names of the classifier head
+  # (key, {head name: params}) -> re-drawn head; None = the model's own init
+  head_init: Callable | None = None
 
 
 def cold(state, ctx):
@@ -41,11 +43,15 @@ def warm_rm(state, ctx):
 
 
 def reset(state, ctx):
-  """Re-initialise the classifier head only; optimizer state kept."""
-  fresh = ctx.fresh_state(ctx.key).params
+  """Re-initialise the classifier head only; optimizer state kept. The head
+  is drawn as a fresh model draws it, unless the model spec says otherwise
+  (VGG: the original's reset_parameters(), PyTorch's default init)."""
   params = dict(state.params)
-  for name in ctx.head:
-    params[name] = fresh[name]
+  if ctx.head_init is None:
+    fresh = ctx.fresh_state(ctx.key).params
+    params.update({name: fresh[name] for name in ctx.head})
+  else:
+    params.update(ctx.head_init(ctx.key, {name: params[name] for name in ctx.head}))
   return state.replace(params=params)
 
 

@@ -3,18 +3,27 @@
 Every model takes normalised NHWC float input, `train` (BatchNorm mode) and
 an optional per-example `mask`, so a padded final batch leaves BatchNorm
 statistics exactly as PyTorch's smaller last batch would.
+
+Building blocks are module fields (flax examples/imagenet style): `conv`,
+`norm`, `pool` default to Flax's own; the registry (`build`) swaps in the
+XLA:CPU kernels (dash_jax/xla_cpu) on CPU. `dtype` is the compute dtype:
+parameters, BatchNorm statistics and the returned logits stay float32.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dash_jax import batchnorm
-from dash_jax import conv as conv_lib
+from dash_jax import xla_cpu
+
+ModuleDef = Any
+PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 # PyTorch's nn.Linear default: U(+-1/sqrt(fan_in)) for weight and bias.
 torch_linear_kernel = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
@@ -26,21 +35,17 @@ def torch_linear_bias(fan_in: int):
       key, shape, dtype, -bound, bound)
 
 
-def batch_norm(train: bool, name: str | None = None):
-  """PyTorch BatchNorm: momentum 0.1 (= Flax 0.9), eps 1e-5. nn.BatchNorm's
-  variables and numbers, with a faster gradient on CPU (batchnorm.py)."""
-  return batchnorm.BatchNorm(use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, name=name)
+def batch_norm(norm: ModuleDef, train: bool, dtype, name: str | None = None):
+  """PyTorch BatchNorm: momentum 0.1 (= Flax 0.9), eps 1e-5."""
+  return norm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+              dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
-class TorchDense(nn.Module):
-  """nn.Linear with PyTorch's default init."""
-  features: int
-
-  @nn.compact
-  def __call__(self, x):
-    return nn.Dense(self.features, kernel_init=torch_linear_kernel,
-                    bias_init=torch_linear_bias(x.shape[-1]), name='dense')(x)
+def dense(features, fan_in, dtype, name, kernel_init=None, bias_init=None):
+  """nn.Linear; default init PyTorch's."""
+  return nn.Dense(features, kernel_init=kernel_init or torch_linear_kernel,
+                  bias_init=bias_init or torch_linear_bias(fan_in),
+                  dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 class MLP(nn.Module):
@@ -48,17 +53,19 @@ class MLP(nn.Module):
   num_classes: int
   width: int = 1000
   depth: int = 2
+  norm: ModuleDef = nn.BatchNorm
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
-    x = x.reshape((x.shape[0], -1))
+    x = jnp.asarray(x.reshape((x.shape[0], -1)), self.dtype)
     for i in range(self.depth - 1):
-      x = nn.Dense(self.width, kernel_init=torch_linear_kernel,
-                   bias_init=torch_linear_bias(x.shape[-1]), name=f'fc{i + 1}')(x)
-      x = batch_norm(train, name=f'bn{i + 1}')(x, mask=_bn_mask(mask, x))
+      x = dense(self.width, x.shape[-1], self.dtype, f'fc{i + 1}')(x)
+      x = batch_norm(self.norm, train, self.dtype, f'bn{i + 1}')(
+          x, mask=_bn_mask(mask, x))
       x = nn.relu(x)
-    return nn.Dense(self.num_classes, kernel_init=torch_linear_kernel,
-                    bias_init=torch_linear_bias(x.shape[-1]), name='head')(x)
+    x = dense(self.num_classes, x.shape[-1], self.dtype, 'head')(x)
+    return jnp.asarray(x, jnp.float32)
 
 
 def _bn_mask(mask, x):
@@ -80,33 +87,35 @@ torch_conv_kernel = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
 vgg_linear_kernel = nn.initializers.normal(0.01)
 
 
-def conv(features, kernel, stride=1, padding=0, bias=False, init=None, name=None):
+def conv(module: ModuleDef, features, kernel, stride=1, padding=0, bias=False,
+         init=None, dtype=jnp.float32, name=None):
   """nn.Conv2d with PyTorch's symmetric padding; kernel is (kh, kw, in, out).
-  Default init: Kaiming normal fan_out; bias (if any) zero. conv_lib.Conv is
-  nn.Conv's parameters with a fast path on CPU."""
-  return conv_lib.Conv(features, (kernel, kernel), strides=(stride, stride),
-                       padding=((padding, padding), (padding, padding)),
-                       use_bias=bias, kernel_init=init or kaiming_fan_out,
-                       bias_init=nn.initializers.zeros, name=name)
+  Default init: Kaiming normal fan_out; bias (if any) zero."""
+  return module(features, (kernel, kernel), strides=(stride, stride),
+                padding=((padding, padding), (padding, padding)),
+                use_bias=bias, kernel_init=init or kaiming_fan_out,
+                bias_init=nn.initializers.zeros, dtype=dtype,
+                param_dtype=jnp.float32, name=name)
 
 
 class BasicBlock(nn.Module):
   """Two 3x3 convs with BatchNorm, identity or 1x1-conv+BN shortcut."""
   features: int
   stride: int = 1
-  kernel_init: Optional[Callable] = None  # convs; None = Kaiming fan_out
+  kernel_init: Callable | None = None  # convs; None = Kaiming fan_out
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = nn.BatchNorm
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool, mask=None):
-    bn_mask = lambda h: _bn_mask(mask, h)
-    y = conv(self.features, 3, self.stride, 1, init=self.kernel_init, name='conv1')(x)
-    y = nn.relu(batch_norm(train, 'bn1')(y, mask=bn_mask(y)))
-    y = conv(self.features, 3, 1, 1, init=self.kernel_init, name='conv2')(y)
-    y = batch_norm(train, 'bn2')(y, mask=bn_mask(y))
+    cv = functools.partial(conv, self.conv, init=self.kernel_init, dtype=self.dtype)
+    bn = lambda name, h: batch_norm(self.norm, train, self.dtype, name)(
+        h, mask=_bn_mask(mask, h))
+    y = nn.relu(bn('bn1', cv(self.features, 3, self.stride, 1, name='conv1')(x)))
+    y = bn('bn2', cv(self.features, 3, 1, 1, name='conv2')(y))
     if self.stride != 1 or x.shape[-1] != self.features:
-      x = conv(self.features, 1, self.stride, init=self.kernel_init,
-               name='down_conv')(x)
-      x = batch_norm(train, 'down_bn')(x, mask=bn_mask(x))
+      x = bn('down_bn', cv(self.features, 1, self.stride, name='down_conv')(x))
     return nn.relu(y + x)
 
 
@@ -119,22 +128,28 @@ class ResNet18(nn.Module):
   """
   num_classes: int
   sota: bool = False
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = nn.BatchNorm
+  pool: Callable = nn.max_pool
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
     init = torch_conv_kernel if self.sota else kaiming_fan_out
-    x = conv(64, 3, 1, 1, init=init, name='conv1')(x)
-    x = nn.relu(batch_norm(train, 'bn1')(x, mask=_bn_mask(mask, x)))
+    x = jnp.asarray(x, self.dtype)
+    x = conv(self.conv, 64, 3, 1, 1, init=init, dtype=self.dtype, name='conv1')(x)
+    x = batch_norm(self.norm, train, self.dtype, 'bn1')(x, mask=_bn_mask(mask, x))
+    x = nn.relu(x)
     if not self.sota:
-      x = conv_lib.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
+      x = self.pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, features in enumerate((64, 128, 256, 512)):
       for block in range(2):
         stride = 2 if (stage > 0 and block == 0) else 1
-        x = BasicBlock(features, stride, init, name=f'layer{stage + 1}_{block}')(
-            x, train, mask)
+        x = BasicBlock(features, stride, init, self.conv, self.norm, self.dtype,
+                       name=f'layer{stage + 1}_{block}')(x, train, mask)
     x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, kernel_init=torch_linear_kernel,
-                    bias_init=torch_linear_bias(x.shape[-1]), name='fc')(x)
+    x = dense(self.num_classes, x.shape[-1], self.dtype, 'fc')(x)
+    return jnp.asarray(x, jnp.float32)
 
 
 VGG16_CFG = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M',
@@ -157,14 +172,15 @@ def adaptive_avg_pool(x, size):
 class VGGClassifier(nn.Module):
   """Linear(512*7*7, 4096)-ReLU-Dropout-Linear(4096, 4096)-ReLU-Dropout-Linear."""
   num_classes: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    dense = lambda n, name: nn.Dense(n, kernel_init=vgg_linear_kernel,
-                                     bias_init=nn.initializers.zeros, name=name)
+    fc = lambda n, name: dense(n, x.shape[-1], self.dtype, name, vgg_linear_kernel,
+                               nn.initializers.zeros)
     for i in (1, 2):
-      x = nn.Dropout(0.5, deterministic=not train)(nn.relu(dense(4096, f'fc{i}')(x)))
-    return dense(self.num_classes, 'fc3')(x)
+      x = nn.Dropout(0.5, deterministic=not train)(nn.relu(fc(4096, f'fc{i}')(x)))
+    return fc(self.num_classes, 'fc3')(x)
 
 
 class VGG16(nn.Module):
@@ -175,37 +191,94 @@ class VGG16(nn.Module):
   Dropout needs a 'dropout' rng when train=True.
   """
   num_classes: int
+  conv: ModuleDef = nn.Conv
+  norm: ModuleDef = nn.BatchNorm
+  pool: Callable = nn.max_pool
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
+    x = jnp.asarray(x, self.dtype)
     i = 0
     for v in VGG16_CFG:
       if v == 'M':
         pad = tuple((s % 2, s % 2) for s in x.shape[1:3])
-        x = conv_lib.max_pool(x, (2, 2), (2, 2), pad)
+        x = self.pool(x, (2, 2), strides=(2, 2), padding=pad)
       else:
         i += 1
-        x = conv(v, 3, 1, 1, bias=True, name=f'conv{i}')(x)
-        x = nn.relu(batch_norm(train, f'bn{i}')(x, mask=_bn_mask(mask, x)))
+        x = conv(self.conv, v, 3, 1, 1, bias=True, dtype=self.dtype, name=f'conv{i}')(x)
+        x = batch_norm(self.norm, train, self.dtype, f'bn{i}')(x, mask=_bn_mask(mask, x))
+        x = nn.relu(x)
     x = adaptive_avg_pool(x, 7).reshape((x.shape[0], -1))
-    return VGGClassifier(self.num_classes, name='classifier')(x, train)
+    x = VGGClassifier(self.num_classes, self.dtype, name='classifier')(x, train)
+    return jnp.asarray(x, jnp.float32)
+
+
+def torch_linear_reset(key, head):
+  """PyTorch's Linear.reset_parameters() on every Dense under `head` (a
+  param subtree): kernel and bias U(+-1/sqrt(fan_in)), one key per layer."""
+  if 'kernel' in head:
+    bound = 1.0 / jnp.sqrt(head['kernel'].shape[0])
+    draw = lambda k, w: jax.random.uniform(k, w.shape, w.dtype, -bound, bound)
+    keys = jax.random.split(key, 2)
+    out = dict(head, kernel=draw(keys[0], head['kernel']))
+    if 'bias' in head:
+      out['bias'] = draw(keys[1], head['bias'])
+    return out
+  names = sorted(name for name in head if isinstance(head[name], Mapping))
+  keys = dict(zip(names, jax.random.split(key, max(len(names), 1))))
+  return {name: torch_linear_reset(keys[name], value) if name in keys else value
+          for name, value in head.items()}
 
 
 # ------------------------------------------------------------- registry
 
 
 @dataclasses.dataclass(frozen=True)
+class Kernels:
+  """The building blocks a model is made of."""
+  conv: ModuleDef
+  norm: ModuleDef
+  pool: Callable
+
+
+FLAX = Kernels(nn.Conv, nn.BatchNorm, nn.max_pool)
+XLA_CPU = Kernels(xla_cpu.Conv, xla_cpu.BatchNorm, xla_cpu.max_pool)
+
+
+def kernels(backend: str | None = None) -> Kernels:
+  """XLA:CPU's fast kernels on CPU, Flax's (cuDNN on GPU) elsewhere."""
+  return XLA_CPU if (backend or jax.default_backend()) == 'cpu' else FLAX
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """How to build a model, and which top-level param entries form its head."""
-  build: Callable[..., nn.Module]  # (config, num_classes) -> module
-  head: Sequence[str]  # re-initialised by the `reset` training type
+  """How to build a model, its head, and how it runs on CPU."""
+  make: Callable[..., nn.Module]  # (config, num_classes, Kernels, dtype) -> module
+  head: Sequence[str]  # top-level params re-drawn by the `reset` training type
+  # (key, {head name: params}) -> same, re-drawn; None = the model's own init.
+  head_init: Callable | None = None
+  # epoch mode 'auto' on CPU: XLA:CPU runs conv loop bodies far slower than
+  # the same jitted step called from Python, so convnets use 'loop'.
+  cpu_epoch_mode: str = 'loop'
+
+  def build(self, config, num_classes: int, backend: str | None = None) -> nn.Module:
+    """The module for `config` (width, depth, precision) on `backend`
+    (None = jax.default_backend()). Same parameter tree on every backend."""
+    dtype = PRECISIONS[config.get('precision', 'float32')]
+    return self.make(config, num_classes, kernels(backend), dtype)
 
 
 MODELS: dict[str, ModelSpec] = {
-    'mlp': ModelSpec(lambda c, k: MLP(k, width=c.width, depth=c.depth), ('head',)),
-    'resnet18': ModelSpec(lambda c, k: ResNet18(k), ('fc',)),
-    'resnet18_sota': ModelSpec(lambda c, k: ResNet18(k, sota=True), ('fc',)),
-    'vgg16': ModelSpec(lambda c, k: VGG16(k), ('classifier',)),
+    'mlp': ModelSpec(lambda c, k, kn, dt: MLP(k, c.width, c.depth, kn.norm, dt),
+                     ('head',), cpu_epoch_mode='scan'),
+    'resnet18': ModelSpec(
+        lambda c, k, kn, dt: ResNet18(k, False, kn.conv, kn.norm, kn.pool, dt), ('fc',)),
+    'resnet18_sota': ModelSpec(
+        lambda c, k, kn, dt: ResNet18(k, True, kn.conv, kn.norm, kn.pool, dt), ('fc',)),
+    # The original's reset calls reset_parameters() on the three Linears.
+    'vgg16': ModelSpec(lambda c, k, kn, dt: VGG16(k, kn.conv, kn.norm, kn.pool, dt),
+                       ('classifier',), head_init=torch_linear_reset),
 }
 
 
@@ -219,3 +292,15 @@ def resolve_name(config) -> str:
 
 def get(name: str) -> ModelSpec:
   return MODELS[name]
+
+
+def build(config, num_classes: int, backend: str | None = None) -> nn.Module:
+  """get(config.model).build(...): config.model already resolved."""
+  return get(config.model).build(config, num_classes, backend)
+
+
+def epoch_mode(name: str, backend: str | None = None) -> str:
+  """What epoch_mode 'auto' means for model `name` on `backend`."""
+  if (backend or jax.default_backend()) == 'cpu':
+    return get(name).cpu_epoch_mode
+  return 'scan'

@@ -1,13 +1,16 @@
-"""The CPU conv / max-pool path computes what lax conv and nn.max_pool do
-(values and gradients) and keeps nn.Conv's parameters, so switching paths
+"""xla_cpu's conv / max-pool compute what lax conv and nn.max_pool do
+(values and gradients) and keep nn.Conv's parameters, so switching kernels
 never changes a run's numbers beyond float rounding."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dash_jax import conv, models
+from dash_jax import models, xla_cpu
+from dash_jax.xla_cpu import conv
 
 CONVS = [  # input size, in, out, kernel, stride, padding
     (9, 3, 5, 3, 1, 1),
@@ -22,10 +25,7 @@ POLICIES = ['matmul', 'lax', 'lax4']
 
 @pytest.fixture
 def policy(request):
-  saved = dict(conv.POLICY)
-  conv.POLICY.update(fwd=request.param, dx=request.param, dw=request.param)
-  yield request.param
-  conv.POLICY.update(saved)
+  return conv.Policy(fwd=request.param, dx=request.param, dw=request.param)
 
 
 def _allclose(a, b, tol=1e-4):
@@ -43,7 +43,8 @@ def test_conv_matches_lax(policy, size, cin, cout, k, stride, pad):
   padding = ((pad, pad), (pad, pad))
 
   def loss(impl):
-    return lambda x, w: jnp.sum(jnp.sin(conv.conv2d(x, w, (stride, stride), padding, impl)))
+    return lambda x, w: jnp.sum(jnp.sin(conv.conv2d(x, w, (stride, stride), padding, impl,
+                                                    policy)))
   ref = jax.value_and_grad(loss('lax'), (0, 1))(x, w)
   _allclose(jax.value_and_grad(loss('matmul'), (0, 1))(x, w), ref)
   _allclose(jax.jit(jax.value_and_grad(loss('matmul'), (0, 1)))(x, w), ref)
@@ -77,9 +78,9 @@ def test_max_pool_matches_nn(size, window, stride, pad, ties):
 def test_conv_module_params_equal_nn_conv(bias):
   """Same names, shapes and initial values as flax's nn.Conv."""
   x = jnp.ones((1, 6, 6, 3))
-  kw = dict(features=4, kernel_size=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-            use_bias=bias, kernel_init=models.kaiming_fan_out,
-            bias_init=nn.initializers.normal(1.0))
+  kw = {'features': 4, 'kernel_size': (3, 3), 'strides': (2, 2),
+        'padding': ((1, 1), (1, 1)), 'use_bias': bias,
+        'kernel_init': models.kaiming_fan_out, 'bias_init': nn.initializers.normal(1.0)}
   ours = conv.Conv(**kw).init(jax.random.PRNGKey(0), x)
   ref = nn.Conv(**kw).init(jax.random.PRNGKey(0), x)
   assert jax.tree.structure(ours) == jax.tree.structure(ref)
@@ -88,30 +89,39 @@ def test_conv_module_params_equal_nn_conv(bias):
                              rtol=1e-5, atol=1e-5)
 
 
-def test_impl_follows_backend():
-  """'auto' is the CPU path only on CPU; GPU/TPU keep lax (cuDNN)."""
-  assert conv._use_matmul('auto') == (jax.default_backend() == 'cpu')
-  assert conv._use_matmul('lax') is False
-  with pytest.raises(ValueError):
-    conv._use_matmul('cudnn')
+def test_impl_is_an_explicit_choice():
+  """No backend guess inside the kernels: the registry picks them."""
+  assert conv._use_matmul('matmul') is True and conv._use_matmul('lax') is False
+  for bad in ('auto', 'cudnn'):
+    with pytest.raises(ValueError):
+      conv._use_matmul(bad)
+
+
+def test_policy_is_part_of_the_module():
+  """Two policies are two modules (and two jit cache entries), not a global
+  read at trace time."""
+  a = xla_cpu.Conv(4, (3, 3))
+  b = xla_cpu.Conv(4, (3, 3), policy=conv.Policy(fwd='matmul'))
+  assert a != b and hash(a.policy) != hash(b.policy)
+  assert xla_cpu.Conv(4, (3, 3)) == a
 
 
 def test_resnet18_same_numbers_either_path():
   """A small ResNet-18 train-mode forward/backward agrees across paths.
   (Not batch 2 at 8x8: BatchNorm over two 1x1 maps amplifies rounding.)"""
-  model = models.ResNet18(10)
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 16, 16, 3))
-  variables = model.init(jax.random.PRNGKey(1), x)
 
   def grads(impl):
-    saved = conv.IMPL
-    conv.IMPL = impl
-    try:
-      def loss(p):
-        out, _ = model.apply({**variables, 'params': p}, x, train=True,
-                             mutable=['batch_stats'])
-        return jnp.sum(out ** 2)
-      return jax.value_and_grad(loss)(variables['params'])
-    finally:
-      conv.IMPL = saved
+    model = models.ResNet18(
+        10, conv=functools.partial(xla_cpu.Conv, impl=impl),
+        norm=functools.partial(xla_cpu.BatchNorm, grad='manual' if impl == 'matmul'
+                               else 'autodiff'),
+        pool=functools.partial(xla_cpu.max_pool, impl=impl))
+    variables = model.init(jax.random.PRNGKey(1), x)
+
+    def loss(p):
+      out, _ = model.apply({**variables, 'params': p}, x, train=True,
+                           mutable=['batch_stats'])
+      return jnp.sum(out ** 2)
+    return jax.value_and_grad(loss)(variables['params'])
   _allclose(grads('matmul'), grads('lax'), tol=1e-3)

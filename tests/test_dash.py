@@ -21,7 +21,7 @@ class TinyConvNet(nn.Module):
   @nn.compact
   def __call__(self, x, train=False, mask=None):
     x = nn.Conv(4, (3, 3), name='conv')(x)
-    x = models.batch_norm(train, name='bn')(x, mask=models._bn_mask(mask, x))
+    x = models.batch_norm(nn.BatchNorm, train, jnp.float32, 'bn')(x, mask=models._bn_mask(mask, x))
     x = nn.relu(x).mean((1, 2))
     return nn.Dense(3, name='head')(x)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
+from configs.default import get_config
 from dash_jax import interventions, models, optim, train
 from dash_jax.interventions import TRAINING_TYPES, Context, L2Init
 
@@ -81,6 +82,100 @@ def test_reset_changes_only_the_head(trained):
   assert same(out.params['bn1'], trained.params['bn1'])
   assert not np.allclose(out.params['head']['kernel'], trained.params['head']['kernel'])
   assert same(momentum(out), momentum(trained))
+
+
+# ------------------------------------------------------------------ reset
+
+
+def _state(params, batch_stats=None):
+  """A train state with non-zero momentum everywhere."""
+  state = train.TrainState.create(apply_fn=None, params=params, tx=TX,
+                                  batch_stats=batch_stats or {})
+  return state.replace(opt_state=jax.tree.map(lambda t: t + 0.5, state.opt_state))
+
+
+def _filled(module, input_shape):
+  """A model's variables without its init: every entry 0.25 (cheap, and
+  unlike any init, so a redraw shows)."""
+  variables = jax.eval_shape(lambda: module.init(
+      jax.random.PRNGKey(0), jnp.zeros((1,) + input_shape), train=False))
+  return jax.tree.map(lambda v: jnp.full(v.shape, 0.25, v.dtype), variables)
+
+
+def _assert_torch_linear(layer, fan_in, n_out):
+  """PyTorch's nn.Linear default: kernel and bias U(+-1/sqrt(fan_in))."""
+  bound = 1 / np.sqrt(fan_in)
+  w, b = np.asarray(layer['kernel']), np.asarray(layer['bias'])
+  assert w.shape == (fan_in, n_out) and b.shape == (n_out,)
+  for v, tol in ((w, 0.05), (b, 0.25)):
+    assert np.abs(v).max() <= bound
+    assert abs(v.std() / (bound / np.sqrt(3)) - 1) < tol, (v.std(), bound)
+    assert len(np.unique(v)) > 0.9 * v.size  # drawn, not a constant
+
+
+def _reset(name, params, batch_stats, fresh=None):
+  spec = models.get(name)
+  state = _state(params, batch_stats)
+  c = Context(key=jax.random.PRNGKey(3), experiment=2, hparams=None, fresh_state=fresh,
+              direction=None, head=tuple(spec.head), head_init=spec.head_init)
+  return state, TRAINING_TYPES['reset'].after(state, c)
+
+
+def _only_head_changed(before, after, head):
+  for name in before.params:
+    if name in head:
+      continue
+    assert same(after.params[name], before.params[name]), name
+  assert same(after.batch_stats, before.batch_stats)
+  assert same(momentum(after), momentum(before))
+
+
+@pytest.mark.parametrize('name,input_shape,fan_in', [
+    ('mlp', (6, 6, 1), 64),  # depth 3: the head is fc3 of the original
+    ('resnet18', (8, 8, 3), 512)])
+def test_reset_redraws_the_head_as_torch_default(name, input_shape, fan_in):
+  config = get_config()
+  config.model, config.width, config.depth = name, 64, 3
+  module = models.get(name).build(config, 100)
+  variables = _filled(module, input_shape)
+  fresh = lambda key: train.create_state(module, TX, key, input_shape, keep_init=False)
+  before, after = _reset(name, variables['params'], variables['batch_stats'], fresh)
+  head, = models.get(name).head
+  if name == 'mlp':
+    assert set(variables['params']) == {'fc1', 'bn1', 'fc2', 'bn2', 'head'}
+  _only_head_changed(before, after, (head,))
+  _assert_torch_linear(after.params[head], fan_in, 100)
+
+
+def test_reset_redraws_vgg_classifier_as_reset_parameters():
+  """VGG's own Linear init is N(0, 0.01) with zero bias; the original's reset
+  calls reset_parameters(): U(+-1/sqrt(fan_in)) for all three Linears'
+  weights and biases. The classifier here is VGG's at 1/100 of the width
+  (the full one is 120M weights); the real tree has the same layers."""
+  config = get_config()
+  config.model = 'vgg16'
+  real = jax.eval_shape(lambda: models.build(config, 10).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))['params']
+  assert set(real['classifier']) == {'fc1', 'fc2', 'fc3'}
+  shapes = {'fc1': (256, 128), 'fc2': (128, 128), 'fc3': (128, 100)}
+  classifier = {k: {'kernel': jnp.full(s, 0.25), 'bias': jnp.zeros(s[1])}
+                for k, s in shapes.items()}
+  params = {'conv1': {'kernel': jnp.ones((3, 3, 3, 4)), 'bias': jnp.zeros(4)},
+            'bn1': {'scale': jnp.ones(4), 'bias': jnp.zeros(4)}, 'classifier': classifier}
+  batch_stats = {'bn1': {'mean': jnp.ones(4), 'var': jnp.ones(4)}}
+
+  def fresh(key):  # VGG's own init: what reset must NOT give the classifier
+    own = {k: {'kernel': models.vgg_linear_kernel(key, s), 'bias': jnp.zeros(s[1])}
+           for k, s in shapes.items()}
+    return _state(dict(params, classifier=own), batch_stats)
+  before, after = _reset('vgg16', params, batch_stats, fresh)
+  _only_head_changed(before, after, ('classifier',))
+  for layer, (fan_in, n_out) in shapes.items():
+    _assert_torch_linear(after.params['classifier'][layer], fan_in, n_out)
+  # Real sizes keep shapes and dtypes.
+  out = jax.eval_shape(models.torch_linear_reset, jax.random.PRNGKey(0), real['classifier'])
+  assert jax.tree.map(lambda v: (v.shape, v.dtype), out) == jax.tree.map(
+      lambda v: (v.shape, v.dtype), real['classifier'])
 
 
 def test_shrink_perturb_leaves_batchnorm(trained):

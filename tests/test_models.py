@@ -2,6 +2,7 @@
 architectures, their inits, and one train and one eval step each."""
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +10,7 @@ import optax
 import pytest
 
 from configs.default import get_config
-from dash_jax import models, train
+from dash_jax import models, protocol, train, xla_cpu
 
 # PyTorch counts (BatchNorm weight and bias included, running stats not):
 # torchvision resnet18 has 11,689,512 parameters; the CIFAR stem is 3x3
@@ -100,6 +101,79 @@ def test_sota_swaps_resnet18_for_its_variant():
   assert models.resolve_name(config) == 'vgg16'
 
 
+# ------------------------------------------------------- kernel injection
+
+
+def test_registry_injects_xla_cpu_kernels_on_cpu_only():
+  config = get_config()
+  for name in ('resnet18', 'resnet18_sota', 'vgg16'):
+    cpu, gpu = (models.get(name).build(config, 10, b) for b in ('cpu', 'gpu'))
+    assert (cpu.conv, cpu.norm, cpu.pool) == (xla_cpu.Conv, xla_cpu.BatchNorm,
+                                              xla_cpu.max_pool)
+    assert (gpu.conv, gpu.norm, gpu.pool) == (nn.Conv, nn.BatchNorm, nn.max_pool)
+  cpu, gpu = (models.get('mlp').build(config, 10, b) for b in ('cpu', 'gpu'))
+  assert (cpu.norm, gpu.norm) == (xla_cpu.BatchNorm, nn.BatchNorm)
+  assert jax.default_backend() == 'cpu'  # tests/conftest.py
+  config.model = 'resnet18'
+  assert models.build(config, 10) == models.get('resnet18').build(config, 10, 'cpu')
+
+
+def _both(name, classes=10):
+  config = get_config()
+  config.width, config.depth = 16, 3
+  return [models.get(name).build(config, classes, b) for b in ('cpu', 'gpu')]
+
+
+@pytest.mark.parametrize('name', ['mlp', 'resnet18', 'resnet18_sota', 'vgg16'])
+def test_same_param_tree_either_kernels(name):
+  """A checkpoint made on CPU restores on GPU: same names, shapes, dtypes."""
+  trees = [jax.tree.map(lambda v: (v.shape, v.dtype), shapes(m, (32, 32, 3))[0])
+           for m in _both(name)]
+  assert trees[0] == trees[1]
+
+
+@pytest.mark.parametrize('name,input_shape', [('mlp', (6, 6, 1)), ('resnet18', (8, 8, 3)),
+                                              ('resnet18_sota', (8, 8, 3))])
+def test_same_numbers_either_kernels(name, input_shape):
+  """Same initial values, logits and BatchNorm statistics; a padded example
+  (masked out) moves neither kernel set's statistics."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (5,) + input_shape)
+  junk = x.at[4].set(100.0)  # the padded slot of a final batch
+  mask = jnp.array([1.0, 1.0, 1.0, 1.0, 0.0])
+  out = []
+  for module in _both(name):
+    variables = jax.jit(functools.partial(module.init, train=False))(jax.random.PRNGKey(1), x)
+
+    @jax.jit
+    def run(variables, module=module):
+      ev = module.apply(variables, x, train=False)
+      tr, upd = module.apply(variables, junk, train=True, mask=mask, mutable=['batch_stats'])
+      _, ref = module.apply(variables, x[:4], train=True, mutable=['batch_stats'])
+      return variables, ev, tr[:4], upd, ref
+    out.append(run(variables))
+  (v_cpu, ev_cpu, tr_cpu, upd_cpu, ref_cpu), (v_gpu, ev_gpu, tr_gpu, upd_gpu, _) = out
+  jax.tree.map(np.testing.assert_array_equal, v_cpu, v_gpu)
+  for a, b in ((ev_cpu, ev_gpu), (tr_cpu, tr_gpu), (upd_cpu, upd_gpu), (upd_cpu, ref_cpu)):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-4)
+  assert float(jnp.max(jnp.abs(ev_cpu))) > 0
+
+
+def test_epoch_mode_rule_lives_in_the_spec():
+  assert models.epoch_mode('mlp', 'cpu') == 'scan'
+  for name in ('resnet18', 'resnet18_sota', 'vgg16'):
+    assert models.get(name).cpu_epoch_mode == 'loop'
+    assert models.epoch_mode(name, 'cpu') == 'loop'
+  for name in models.MODELS:
+    assert models.epoch_mode(name, 'gpu') == models.epoch_mode(name, 'tpu') == 'scan'
+  config = get_config()
+  for name, mode in (('mlp', 'scan'), ('vgg16', 'loop')):  # on this CPU
+    config.model, config.epoch_mode = name, 'auto'
+    assert protocol.resolve_epoch_mode(config) == mode
+    config.epoch_mode = 'scan'
+    assert protocol.resolve_epoch_mode(config) == 'scan'
+
+
 def test_adaptive_avg_pool_matches_torch_bins():
   x = jnp.arange(2 * 3 * 3 * 1, dtype=jnp.float32).reshape(2, 3, 3, 1)
   out = models.adaptive_avg_pool(x, 2)  # torch bins for 3 -> 2: [0, 2), [1, 3)
@@ -115,12 +189,14 @@ def test_adaptive_avg_pool_matches_torch_bins():
 def _record_inits(monkeypatch, module, input_shape):
   """{initializer name: [kernel shapes]} of an abstract init (no compute)."""
   calls = {}
+  def spy(name, init):
+    def draw(key, shape, dtype=jnp.float32):
+      calls.setdefault(name, []).append(tuple(shape))
+      return init(key, shape, dtype)
+    return draw
   for name in ('kaiming_fan_out', 'torch_conv_kernel', 'torch_linear_kernel',
                'vgg_linear_kernel'):
-    def spy(key, shape, dtype=jnp.float32, _name=name, _init=getattr(models, name)):
-      calls.setdefault(_name, []).append(tuple(shape))
-      return _init(key, shape, dtype)
-    monkeypatch.setattr(models, name, spy)
+    monkeypatch.setattr(models, name, spy(name, getattr(models, name)))
   jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
                                      jnp.zeros((1,) + input_shape), train=False))
   return calls
@@ -165,7 +241,7 @@ def test_biases_and_batchnorm_start_as_the_original():
       jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 4)))['params']
   assert 'bias' not in params['conv1'] and bool(jnp.all(params['bn1']['scale'] == 1))
   assert bool(jnp.all(params['bn1']['bias'] == 0))
-  conv = models.conv(8, 3, 1, 1, bias=True)
+  conv = models.conv(nn.Conv, 8, 3, 1, 1, bias=True)
   params = jax.jit(conv.init)(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)))['params']
   assert bool(jnp.all(params['bias'] == 0))
   mlp = build('mlp', 10)

@@ -9,6 +9,8 @@ import importlib
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from configs import paper
@@ -58,6 +60,13 @@ def test_config_declares_its_setting(name):
   else:
     assert (config.learning_rate, config.weight_decay, config.max_epoch) == (1e-3, 0.0, 10000)
     assert models.resolve_name(config) == model
+  if model == 'mlp':  # the paper's three-layer MLP: reset redraws its fc3
+    assert (config.width, config.depth) == (1000, 3)
+    module = models.get('mlp').build(config, 10)
+    params = jax.eval_shape(lambda: module.init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))['params']
+    linears = [k for k in params if 'kernel' in params[k]]
+    assert len(linears) == 3 and models.get('mlp').head == ('head',)
 
 
 @pytest.mark.parametrize('name', sorted(SETTINGS))

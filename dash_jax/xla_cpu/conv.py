@@ -1,4 +1,4 @@
-"""Convolution and max-pool that are fast on XLA:CPU, lax everywhere else.
+"""Convolution and max-pool that are fast on XLA:CPU.
 
 XLA's CPU convolutions are pathological at small spatial sizes (a 2x2,
 512-channel conv takes seconds), so a ResNet-18 step at batch 128 took
@@ -8,37 +8,33 @@ lax where XLA is fast (large outputs) and otherwise one matmul over patches
 built from kh*kw shifted, strided slices of the padded input (their gradient
 is pads and adds, where lax.conv_general_dilated_patches' gradient is again
 a conv); max-pool is a max over shifted slices with a hand-written gradient
-(select_and_scatter is slow). Now ~0.77 s (bench/README.md). On GPU/TPU the
-same modules call lax.conv_general_dilated / nn.max_pool (cuDNN).
+(select_and_scatter is slow). Now ~0.77 s (bench/README.md). GPUs/TPUs use
+nn.Conv / nn.max_pool (cuDNN): the model registry picks.
 
-The path is chosen at trace time: `IMPL` ('auto' = by jax.default_backend(),
-'lax' or 'matmul') or the `impl` argument of the functions.
+The implementation is a field of the module / an argument of the functions
+(`impl`: 'matmul' = the CPU path, 'lax' = lax's own ops; `policy`: which of
+the two each piece of a 'matmul' conv uses), so it is part of what jit
+compiles rather than a global read at trace time.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-IMPL = 'auto'  # 'auto', 'lax' or 'matmul'
 Padding = Sequence[tuple[int, int]]
+IMPLS = ('matmul', 'lax')
 
 
-def cpu_path(impl: Optional[str] = None) -> bool:
-  """Whether the CPU implementations are in use (at trace time)."""
-  return _use_matmul(impl)
-
-
-def _use_matmul(impl: Optional[str]) -> bool:
-  impl = impl or IMPL
-  if impl == 'auto':
-    return jax.default_backend() == 'cpu'
-  if impl not in ('lax', 'matmul'):
-    raise ValueError(f"impl must be 'auto', 'lax' or 'matmul', got {impl!r}")
+def _use_matmul(impl: str) -> bool:
+  if impl not in IMPLS:
+    raise ValueError(f"impl must be 'matmul' or 'lax', got {impl!r}")
   return impl == 'matmul'
 
 
@@ -53,13 +49,30 @@ def _windows(x, window, strides):
           for i in range(kh) for j in range(kw)]
 
 
+# Which implementation computes each piece of a CPU conv. XLA:CPU's own
+# conv (Eigen) is fast for the forward pass and the input gradient of
+# stride-1 convs with large outputs, but pathological (seconds) at 2x2 and
+# 4x4 outputs and for strided input gradients; its kernel gradient is no
+# faster than patches^T @ dy. 'laxN' = lax when the output is at least NxN
+# (and, for 'dx', stride 1), else matmul. Measured on a 2-core AVX-512
+# Xeon, ResNet-18 batch 128 step: all-matmul 804 ms, lax8/lax8/matmul 764
+# ms, lax everywhere ~8 s (bench/README.md has the log).
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  """Per piece of a 'matmul' conv: 'lax', 'matmul' or 'laxN'. Hashable, so
+  it can be a module field and a custom_vjp static argument."""
+  fwd: str = 'lax8'
+  dx: str = 'lax8'
+  dw: str = 'matmul'
+
+
 def conv2d(x, kernel, strides=(1, 1), padding: Padding = ((0, 0), (0, 0)),
-           impl: Optional[str] = None):
+           impl: str = 'matmul', policy: Policy = Policy()):
   """NHWC x, HWIO kernel -> NHWC, as lax.conv_general_dilated."""
   strides, padding = tuple(strides), tuple(tuple(p) for p in padding)
   if not _use_matmul(impl):
     return _lax_conv(x, kernel, strides, padding)
-  return _cpu_conv(x, kernel, strides, padding)
+  return _cpu_conv(x, kernel, strides, padding, policy)
 
 
 def _lax_conv(x, kernel, strides, padding):
@@ -69,7 +82,7 @@ def _lax_conv(x, kernel, strides, padding):
 
 def _matmul_conv(x, kernel, strides, padding):
   """One matmul over patches: kh*kw shifted strided slices, concatenated."""
-  kh, kw, cin, cout = kernel.shape
+  kh, kw, _, cout = kernel.shape
   x = jnp.pad(x, ((0, 0),) + padding + ((0, 0),))
   cols = _windows(x, (kh, kw), strides)
   patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
@@ -78,19 +91,8 @@ def _matmul_conv(x, kernel, strides, padding):
   return y.reshape(n, ho, wo, cout)
 
 
-# Which implementation computes each piece of a CPU conv. XLA:CPU's own
-# conv (Eigen) is fast for the forward pass and the input gradient of
-# stride-1 convs with large outputs, but pathological (seconds) at 2x2 and
-# 4x4 outputs and for strided input gradients; its kernel gradient is no
-# faster than patches^T @ dy. 'laxN' = lax when the output is at least NxN
-# (and, for 'dx', stride 1), else matmul. Measured on a 2-core AVX-512
-# Xeon, ResNet-18 batch 128 step: all-matmul 804 ms, lax8/lax8/matmul 764
-# ms, lax everywhere ~8 s (bench/README.md has the log).
-POLICY = {'fwd': 'lax8', 'dx': 'lax8', 'dw': 'matmul'}
-
-
-def _pick(piece, x_shape, kernel_shape, strides, padding):
-  choice = POLICY[piece]
+def _pick(policy, piece, x_shape, kernel_shape, strides, padding):
+  choice = getattr(policy, piece)
   if choice in ('lax', 'matmul'):
     return choice
   if not choice.startswith('lax'):
@@ -105,21 +107,21 @@ def _piece(impl):
   return _lax_conv if impl == 'lax' else _matmul_conv
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _cpu_conv(x, kernel, strides, padding):
-  impl = _pick('fwd', x.shape, kernel.shape, strides, padding)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _cpu_conv(x, kernel, strides, padding, policy):
+  impl = _pick(policy, 'fwd', x.shape, kernel.shape, strides, padding)
   return _piece(impl)(x, kernel, strides, padding)
 
 
-def _cpu_conv_fwd(x, kernel, strides, padding):
-  return _cpu_conv(x, kernel, strides, padding), (x, kernel)
+def _cpu_conv_fwd(x, kernel, strides, padding, policy):
+  return _cpu_conv(x, kernel, strides, padding, policy), (x, kernel)
 
 
-def _cpu_conv_bwd(strides, padding, res, g):
+def _cpu_conv_bwd(strides, padding, policy, res, g):
   x, kernel = res
-  f = _piece(_pick('dx', x.shape, kernel.shape, strides, padding))
+  f = _piece(_pick(policy, 'dx', x.shape, kernel.shape, strides, padding))
   dx, = jax.vjp(lambda x: f(x, kernel, strides, padding), x)[1](g)
-  f = _piece(_pick('dw', x.shape, kernel.shape, strides, padding))
+  f = _piece(_pick(policy, 'dw', x.shape, kernel.shape, strides, padding))
   dw, = jax.vjp(lambda w: f(x, w, strides, padding), kernel)[1](g)
   return dx, dw
 
@@ -127,10 +129,11 @@ def _cpu_conv_bwd(strides, padding, res, g):
 _cpu_conv.defvjp(_cpu_conv_fwd, _cpu_conv_bwd)
 
 
-def max_pool(x, window, strides, padding: Padding = ((0, 0), (0, 0)),
-             impl: Optional[str] = None):
-  """nn.max_pool on NHWC x (padding with -inf)."""
-  window, strides = tuple(window), tuple(strides)
+def max_pool(x, window_shape, strides=None, padding: Padding = ((0, 0), (0, 0)),
+             impl: str = 'matmul'):
+  """nn.max_pool on NHWC x (padding with -inf); nn.max_pool's signature."""
+  window = tuple(window_shape)
+  strides = tuple(strides) if strides is not None else (1,) * len(window)
   padding = tuple(tuple(p) for p in padding)
   if not _use_matmul(impl):
     return nn.max_pool(x, window, strides=strides, padding=padding)
@@ -149,7 +152,7 @@ def _pool_fwd(x, window, strides, padding):
 
 
 def _pool_vjp_fwd(x, window, strides, padding):
-  out, (xp, cols) = _pool_fwd(x, window, strides, padding)
+  out, (xp, _) = _pool_fwd(x, window, strides, padding)
   return out, (xp, out)
 
 
@@ -178,8 +181,9 @@ _slice_max_pool.defvjp(_pool_vjp_fwd, _pool_vjp_bwd)
 
 class Conv(nn.Module):
   """nn.Conv for 2-D NHWC input with explicit padding: the same parameters
-  ('kernel' (kh, kw, in, out), 'bias'), shapes, inits and param RNG use, so
-  checkpoints, DASH shrink and parameter counts do not see a difference."""
+  ('kernel' (kh, kw, in, out), 'bias'), shapes, inits, param RNG use and
+  dtype handling (inputs, kernel and bias cast to `dtype`; None = promote),
+  so checkpoints, DASH shrink and parameter counts do not see a difference."""
   features: int
   kernel_size: tuple[int, int]
   strides: tuple[int, int] = (1, 1)
@@ -187,14 +191,21 @@ class Conv(nn.Module):
   use_bias: bool = True
   kernel_init: Callable = nn.linear.default_kernel_init
   bias_init: Callable = nn.initializers.zeros_init()
-  impl: Optional[str] = None  # None = module-level IMPL
+  dtype: Any | None = None
+  param_dtype: Any = jnp.float32
+  impl: str = 'matmul'  # 'matmul' (the CPU path) or 'lax'
+  policy: Policy = Policy()
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', self.kernel_init,
                         tuple(self.kernel_size) + (x.shape[-1], self.features),
-                        jnp.float32)
-    y = conv2d(x, kernel, self.strides, self.padding, self.impl)
-    if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32)
+                        self.param_dtype)
+    bias = (self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
+    x, kernel = jnp.asarray(x, dtype), jnp.asarray(kernel, dtype)
+    y = conv2d(x, kernel, self.strides, self.padding, self.impl, self.policy)
+    if bias is not None:
+      y = y + jnp.asarray(bias, dtype)
     return y

@@ -2,47 +2,57 @@
 
 The same variables, statistics and numbers as flax's nn.BatchNorm
 (params 'scale'/'bias', batch_stats 'mean'/'var', biased variance as
-E[x^2] - E[x]^2 clipped at 0, optional mask), but on CPU the backward pass
-is the textbook two-reduction formula instead of autodiff through the
-statistics, which XLA:CPU runs as many more passes over the activations
-(ResNet-18 step at batch 128: BatchNorm was ~15% of it). Elsewhere the
-module is plain autodiff, as flax's.
+E[x^2] - E[x]^2 clipped at 0, optional mask, statistics and normalisation
+in float32 whatever `dtype`), but the backward pass is the textbook
+two-reduction formula instead of autodiff through the statistics, which
+XLA:CPU runs as many more passes over the activations (ResNet-18 step at
+batch 128: BatchNorm was ~15% of it). `grad='autodiff'` is flax's gradient.
 """
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dash_jax import conv
+GRADS = ('manual', 'autodiff')
 
 
 class BatchNorm(nn.Module):
-  """nn.BatchNorm over the last axis (momentum is Flax's: 0.9 = PyTorch 0.1)."""
+  """nn.BatchNorm over the last axis (momentum is Flax's: 0.9 = PyTorch 0.1).
+  Output in `dtype` (None = the promoted input/parameter dtype, as flax)."""
   use_running_average: bool
   momentum: float = 0.9
   epsilon: float = 1e-5
+  dtype: Any | None = None
+  param_dtype: Any = jnp.float32
+  grad: str = 'manual'  # 'manual' (two-reduction formula) or 'autodiff'
 
   @nn.compact
   def __call__(self, x, mask=None):
+    if self.grad not in GRADS:
+      raise ValueError(f"grad must be 'manual' or 'autodiff', got {self.grad!r}")
     features = (x.shape[-1],)
     ra_mean = self.variable('batch_stats', 'mean', lambda s: jnp.zeros(s, jnp.float32),
                             features)
     ra_var = self.variable('batch_stats', 'var', lambda s: jnp.ones(s, jnp.float32),
                            features)
-    scale = self.param('scale', nn.initializers.ones, features, jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, features, jnp.float32)
+    scale = self.param('scale', nn.initializers.ones, features, self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros, features, self.param_dtype)
+    dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
+    x = jnp.asarray(x, jnp.float32)  # statistics and normalisation in float32
     if self.use_running_average:
-      return _affine(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon)
+      y = _affine(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon)
+      return jnp.asarray(y, dtype)
     m = jnp.ones((), x.dtype) if mask is None else mask.astype(x.dtype)
-    fn = _train_bn if conv.cpu_path() else _train_bn_impl
+    fn = _train_bn if self.grad == 'manual' else _train_bn_impl
     y, mean, var = fn(x, m, scale, bias, self.epsilon)
     if not self.is_initializing():
       ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
       ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
-    return y
+    return jnp.asarray(y, dtype)
 
 
 def _affine(x, mean, var, scale, bias, eps):
