@@ -263,10 +263,8 @@ def peak_for(dtype):
 
 
 def time_steps(sizes, opt, dtype, modes=MODES):
-  """{mode: Row} for one optimizer and dtype; None where bf16 is unsupported."""
+  """{mode: Row} for one optimizer and dtype."""
   model = make_model(sizes.model, dtype, sizes.width)
-  if model is None:
-    return None
   step_cfg = step_config(opt == 'SAM')
   n = sizes.steps * sizes.batch
   data = random_data(n, sizes.image)
@@ -576,8 +574,6 @@ def main(argv=None):
 
       def measure(opt=opt, dtype=dtype):
         got = time_steps(sizes, opt, dtype)
-        if got is None:
-          return [Row('', notes='n/a: the model has no dtype field (config.precision)')] * 3
         step[(opt, dtype)] = got
         return [got[m] for m in MODES]
       section(rows, keys, budget, 45, measure)

@@ -19,7 +19,7 @@ from dash_jax import dash as dash_lib
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-  """What an intervention may use, supplied by the protocol."""
+  """What an intervention may use, supplied by the experiment loop."""
   key: jax.Array  # fresh for this call
   experiment: int  # 1-based index of the experiment just run / about to run
   hparams: Any  # the training type's own, from TrainingType.hparams
