@@ -41,10 +41,10 @@ class RunCheckpoints:
             max_to_keep=keep, create=True, cleanup_tmp_directories=True,
             enable_async_checkpointing=True))
 
-  def save(self, step: int, state, key, meta: dict) -> bool:
-    """Saves unless the previous save is under min_interval_s old."""
+  def save(self, step: int, state, key, meta: dict, force: bool = False) -> bool:
+    """Saves unless the previous save is under min_interval_s old (or force)."""
     now = time.monotonic()
-    if now - self._last_save < self.min_interval_s:
+    if not force and now - self._last_save < self.min_interval_s:
       return False
     self._last_save = now
     # Host copies first: the jitted steps donate the device buffers.

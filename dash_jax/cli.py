@@ -6,6 +6,7 @@ import sys
 
 from absl import flags
 
+from dash_jax import signals
 from dash_jax.errors import UserError
 
 
@@ -44,10 +45,14 @@ def parse_flags(argv):
 
 
 def run_or_fail(fn, *args):
-  """Call fn; a UserError (or config ValueError) becomes one line, exit 2."""
+  """Call fn; a UserError (or config ValueError) becomes one line, exit 2;
+  Ctrl-C and SIGTERM one line, exit 130 / 143 (dash_jax/signals.py)."""
+  signals.install()
   try:
     return fn(*args)
   except (UserError, ValueError) as e:
-    fail(str(e))
-  except KeyboardInterrupt:
-    fail('interrupted; re-run the same command to resume', code=130)
+    fail(_one_line(e))
+  except signals.Terminated:
+    signals.exit_now(*signals.SAVED)
+  except KeyboardInterrupt:  # only where the handler could not be installed
+    signals.exit_now(*signals.INTERRUPTED)

@@ -25,6 +25,7 @@ def aggregate(results: list[dict]) -> list[dict]:
     for f in FIELDS:
       values = np.array([r['summary'][f] for r in runs], dtype=np.float64)
       row[f] = {'mean': float(values.mean()), 'std': float(values.std())}
+    row['unconverged'] = sum(r['summary'].get('unconverged', 0) for r in runs)
     rows.append(row)
   return rows
 
@@ -39,7 +40,13 @@ def markdown(rows: list[dict]) -> str:
     lines.append(f"| {r['train_type']} | {r['optimizer']} | {len(r['seeds'])} | "
                  f"{pct('test_acc_last')} | {pct('test_acc_mean')} | "
                  f"{num('steps_last')} | {num('steps_mean')} | {num('steps_total')} |")
-  return '\n'.join(lines) + '\n\nmean (std) over seeds.\n'
+  note = '\n\nmean (std) over seeds.\n'
+  stopped = [f"{r['train_type']}-{r['optimizer']}: {r['unconverged']}" for r in rows
+             if r.get('unconverged')]
+  if stopped:
+    note += ('experiments that hit max_epoch before converge_acc (over all seeds): '
+             + ', '.join(stopped) + '.\n')
+  return '\n'.join(lines) + note
 
 
 def write(workdir: str, results: list[dict]) -> str:
