@@ -1,6 +1,7 @@
 """Command-line glue: every failure the user can fix is one line, exit 2."""
 from __future__ import annotations
 
+import errno
 import re
 import sys
 
@@ -8,6 +9,9 @@ from absl import flags
 
 from dash_jax import signals
 from dash_jax.errors import UserError
+
+
+_FIXABLE_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def fail(message: str, code: int = 2):
@@ -52,6 +56,11 @@ def run_or_fail(fn, *args):
     return fn(*args)
   except (UserError, ValueError) as e:
     fail(_one_line(e))
+  except OSError as e:  # the workdir's disk or permissions, found while writing
+    if e.errno not in _FIXABLE_OS_ERRORS:
+      raise
+    fail(f'{e.filename or "a file"}: {e.strerror}; fix that and re-run the same '
+         f'command to resume')
   except signals.Terminated:
     signals.exit_now(*signals.SAVED)
   except KeyboardInterrupt:  # only where the handler could not be installed
