@@ -1,11 +1,13 @@
 """Command-line glue: every failure the user can fix is one line, exit 2."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 import sys
 
 from absl import flags
+from absl import logging as absl_logging
 
 from dash_jax import signals
 from dash_jax.errors import UserError
@@ -27,15 +29,43 @@ def _one_line(exc: BaseException) -> str:
   return ' '.join(lines) if lines else type(exc).__name__
 
 
+def _config_path(argv) -> str:
+  """The --config file named on the command line ('' if none)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg.split('=', 1)[1]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return ''
+
+
+@contextlib.contextmanager
+def _absl_quiet():
+  level = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(level)
+
+
 def parse_flags(argv):
   """absl's parser, but a bad config file or override key is one line."""
+  path = _config_path(argv)
   try:
-    rest = flags.FLAGS(argv)
+    with _absl_quiet():  # its warning about a None config would be a second line
+      rest = flags.FLAGS(argv)
     flags.FLAGS.config.get('experiment')  # a file that failed to load raises here
     return rest
   except flags.Error as e:
+    if 'must have a value other than None' in str(e) and path:
+      fail(f'config file {path}: get_config() returned None; make it return the '
+           f'ml_collections.ConfigDict')
     fail(f'{_one_line(e)} (see --helpfull)')
   except AttributeError as e:  # misspelled --config.FIELD
+    if "attribute 'get_config'" in str(e):
+      fail(f'config file {path} has no get_config(); define one that returns an '
+           f'ml_collections.ConfigDict (see configs/default.py)')
     fail(f'unknown config field: {_one_line(e)}')
   except SyntaxError as e:
     fail(f'config file {e.filename} line {e.lineno}: {e.msg}; fix the file')

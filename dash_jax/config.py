@@ -80,7 +80,9 @@ def validate(config) -> None:
   from dash_jax import data, interventions, models  # registries
   _choice(config, 'train_type', interventions.TRAINING_TYPES)
   _choice(config, 'optimizer', OPTIMIZERS)
-  parse_list(config.seeds, int, 'seeds')
+  if any(not 0 <= s < 2**32 for s in parse_list(config.seeds, int, 'seeds')):
+    raise UserError(f'config.seeds={config.seeds!r} must list integers in [0, 2**32); '
+                    f'e.g. --config.seeds=0,1,2')
   _choice(config, 'dataset', data.DATASETS)
   _choice(config, 'model', models.MODELS)
   _choice(config, 'epoch_mode', EPOCH_MODES)
