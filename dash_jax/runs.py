@@ -207,19 +207,20 @@ def _run_all(config, ds, specs, workdir, log) -> dict:
     claim = _claim(workdir, group)
     if not claim.acquire(blocking=False):
       log(f'{_label(group)}: another process holds it ({claim.holders()}); taking the next')
-      held.append(group)
+      held.append((i, group))
       continue
     try:
       all_results.update(_train_claimed(config, ds, group, workdir, log,
                                         f'run {i}/{len(groups)}'))
     finally:
       claim.release()
-  for group in held:
+  for i, group in held:
     claim = _claim(workdir, group)
     log(f'waiting for {_label(group)} ({claim.holders()})')
     claim.acquire(blocking=True)
     try:
-      all_results.update(_train_claimed(config, ds, group, workdir, log, 'run'))
+      all_results.update(_train_claimed(config, ds, group, workdir, log,
+                                        f'run {i}/{len(groups)}'))
     finally:
       claim.release()
   return {spec.name: all_results[spec.name] for spec in specs}
