@@ -240,7 +240,6 @@ def _train_claimed(config, ds, group, workdir, log, heading) -> dict:
       rest.append(spec)
   if not rest:
     return out
-  log(f'{heading}: {_label(rest)}')
   runs = [experiment.Run(s.name, s.seed, run_config(config, s),
                          os.path.join(workdir, s.name)) for s in rest]
   for run in runs:  # a launch with allow_config_change may have replaced it
@@ -250,8 +249,10 @@ def _train_claimed(config, ds, group, workdir, log, heading) -> dict:
     elif config_lib.differing_fields(results.read_run_config(path), run.config.to_dict()):
       raise UserError(f'{run.folder} was claimed by a launch with another config while '
                       f'this one started; relaunch to see which config it holds')
-  for run, res in zip(runs, experiment.run_group(ds, runs, workdir, log)):
-    out[run.name] = res
+  with signals.saving_loop():  # from here on SIGTERM stops at a saved point
+    log(f'{heading}: {_label(rest)}')
+    for run, res in zip(runs, experiment.run_group(ds, runs, workdir, log)):
+      out[run.name] = res
   return out
 
 
