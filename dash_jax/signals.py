@@ -118,4 +118,5 @@ def install() -> None:
                               name='dash_jax-signals')
   _watcher.start()
   for signum in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(signum, _python_handler)
+    if signal.getsignal(signum) != signal.SIG_IGN:  # nohup, `cmd &` in a script: ignored
+      signal.signal(signum, _python_handler)
