@@ -77,7 +77,8 @@ def usable_workdir(workdir: str) -> str:
 def check_workdir(config, workdir, specs, log=print, dry_run=False):
   """Refuse a workdir whose runs were made with another config, unless
   config.allow_config_change: then those runs are moved aside and redone
-  (not with dry_run, which only refuses). Call it holding the launch lock."""
+  (not with dry_run, which only refuses). Other than a dry run, call it
+  holding the launch lock."""
   for spec in specs:
     run_dir = os.path.join(workdir, spec.name)
     path = os.path.join(run_dir, results.RUN_CONFIG)
@@ -137,9 +138,8 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   specs = list(run_specs(config))
   hosts = parallel.initialize_hosts(config)
   compiles.use_disk_cache(config.compile_cache_dir, config.compile_cache_gb)
-  if hosts.is_main:  # refuse another config before the data loads ...
-    with _launch_lock(workdir):
-      check_workdir(config, workdir, specs, log, dry_run=True)
+  if hosts.is_main:  # refuse another config before the data loads (a read: no lock) ...
+    check_workdir(config, workdir, specs, log, dry_run=True)
   ds = data_lib.load(config)
   assembly.chunk_buffer(len(ds.train_y), config.num_chunks, 0)  # fail early if too many
   if hosts.is_main:  # ... and claim the workdir once it has loaded
