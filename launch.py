@@ -5,6 +5,10 @@ same command resumes unfinished runs and skips finished ones.
 """
 import os
 
+from dash_jax import signals
+
+signals.install()  # Ctrl-C from the first moment on: one line, exit 130
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow loads
 # TF only reads data; its oneDNN banner would break one-line errors on stderr.
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')

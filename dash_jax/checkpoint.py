@@ -7,14 +7,21 @@ folder); a step that fails to restore is reported and an older one is used.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
+import shutil
+import sys
 import time
+import traceback
 from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from dash_jax.errors import UserError
 
 
 def _state_tree(state, key) -> dict:
@@ -26,6 +33,59 @@ def _state_tree(state, key) -> dict:
   return tree
 
 
+def _free_name(path: str) -> str:
+  i, name = 1, path
+  while os.path.exists(name):
+    i, name = i + 1, f'{path}-{i}'
+  return name
+
+
+@contextlib.contextmanager
+def quiet_orbax():
+  """Orbax logs (absl, ERROR) and asyncio prints what a failed restore or
+  save already raises; the caller reports it in one line instead."""
+  loggers = [logging.getLogger(name) for name in ('absl', 'asyncio')]
+  levels = [lg.level for lg in loggers]
+  for lg in loggers:
+    lg.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    for lg, level in zip(loggers, levels):
+      lg.setLevel(level)
+
+
+class _NotOrbax(logging.Filter):
+  def filter(self, record):
+    return '/orbax/' not in record.pathname.replace(os.sep, '/')
+
+
+def _quiet_orbax_logs() -> None:
+  """Orbax logs its failures (absl, ERROR, with tracebacks) and then raises
+  them; a launch reports what it raises, in one line, so the logs go."""
+  logger = logging.getLogger('absl')
+  if not any(isinstance(f, _NotOrbax) for f in logger.filters):
+    logger.addFilter(_NotOrbax())
+
+
+def _drop_closed_loop_errors() -> None:
+  """After a failed restore tensorstore still completes its reads into
+  Orbax's event loop, now closed; each one prints 'RuntimeError: Event loop
+  is closed' through sys.excepthook. Those, and only those, are dropped."""
+  previous = sys.excepthook
+  if getattr(previous, 'dash_jax', False):
+    return
+
+  def hook(kind, value, tb):
+    frames = traceback.extract_tb(tb)
+    if (kind is RuntimeError and str(value) == 'Event loop is closed' and frames
+        and frames[0].name == 'call_soon_threadsafe'):
+      return
+    previous(kind, value, tb)
+  hook.dash_jax = True
+  sys.excepthook = hook
+
+
 class RunCheckpoints:
   """CheckpointManager for one run folder; steps number save positions."""
 
@@ -35,41 +95,69 @@ class RunCheckpoints:
     self.directory = os.path.abspath(directory)
     self.min_interval_s = min_interval_s
     self._last_save = -math.inf
+    _quiet_orbax_logs()
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, cleanup_tmp_directories=True,
             enable_async_checkpointing=True))
 
-  def save(self, step: int, state, key, meta: dict) -> bool:
-    """Saves unless the previous save is under min_interval_s old."""
+  def save(self, step: int, state, key, meta: dict, force: bool = False) -> bool:
+    """Saves unless the previous save is under min_interval_s old (or force)."""
     now = time.monotonic()
-    if now - self._last_save < self.min_interval_s:
+    if not force and now - self._last_save < self.min_interval_s:
       return False
     self._last_save = now
     # Host copies first: the jitted steps donate the device buffers.
     tree = jax.device_get(_state_tree(state, key))
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
+    with self._failing_saves():
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
     return True
+
+  @contextlib.contextmanager
+  def _failing_saves(self):
+    """A failed save (a full disk, say; Orbax saves in the background, so it
+    surfaces at the next save or wait) is one line, and leaves no half-written
+    *-tmp folder behind."""
+    try:
+      yield
+    except Exception as e:  # noqa: BLE001 - whatever Orbax or tensorstore raise
+      for name in os.listdir(self.directory) if os.path.isdir(self.directory) else ():
+        if name.endswith('-tmp') or '.orbax-checkpoint-tmp' in name:
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+      text = str(e)
+      why = next((m for m in ('No space left on device', 'Disk quota exceeded',
+                              'Read-only file system', 'Permission denied') if m in text),
+                 f'{type(e).__name__}: {text.splitlines()[0][:160] if text else ""}')
+      raise UserError(f'saving a checkpoint in {self.directory} failed ({why}); fix that '
+                      f'and re-run the same command to resume from the last saved one'
+                      ) from None
 
   def restore_latest(self, template_state, template_key,
                      log: Callable[[str], None] = print
                      ) -> Optional[tuple[Any, Any, dict]]:
     """(state, key, meta) from the newest readable step, or None."""
     target = jax.tree.map(np.asarray, _state_tree(template_state, template_key))
+    _drop_closed_loop_errors()
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        with quiet_orbax():  # a damaged step is reported below, in one line
+          restored = self.manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
         tree, meta = restored['state'], dict(restored['meta'])
         if jax.tree.structure(tree) != jax.tree.structure(target):
           raise ValueError('saved tree does not match this config\'s model')
       except Exception as e:  # noqa: BLE001 - any unreadable step: fall back
         path = os.path.join(self.directory, str(step))
+        aside = _free_name(f'{path}.corrupt')
         log(f'  checkpoint {path} is unreadable ({type(e).__name__}); moved to '
-            f'{path}.corrupt, trying an older one')
-        os.replace(path, f'{path}.corrupt')  # kept for inspection, out of the way
+            f'{aside}, trying an older one')
+        try:
+          os.replace(path, aside)  # kept for inspection, out of the way
+        except OSError as move:
+          raise UserError(f'checkpoint {path} is unreadable and cannot be moved aside '
+                          f'({move.strerror}); delete it and relaunch') from None
         self.manager.reload()
         continue
       state = template_state.replace(
@@ -80,8 +168,12 @@ class RunCheckpoints:
     return None
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    with self._failing_saves():
+      self.manager.wait_until_finished()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    with self._failing_saves():
+      try:
+        self.manager.wait_until_finished()
+      finally:
+        self.manager.close()

@@ -1,16 +1,23 @@
 """Command-line glue: every failure the user can fix is one line, exit 2."""
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import re
 import sys
 
 from absl import flags
+from absl import logging as absl_logging
 
 from dash_jax import config as config_lib
+from dash_jax import signals
 from dash_jax.errors import UserError
 
 _LIST_OVERRIDE = re.compile(r'--config\.(\w+)=(.*,.*)', re.S)
+
+
+_FIXABLE_OS_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def fail(message: str, code: int = 2):
@@ -77,13 +84,35 @@ def apply_lists(config, lists: dict) -> None:
                                          for t in text.split(',')])
 
 
+def _config_path(argv) -> str:
+  """The --config file named on the command line ('' if none)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg.split('=', 1)[1]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return ''
+
+
+@contextlib.contextmanager
+def _absl_quiet():
+  level = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(level)
+
+
 def parse_flags(argv):
   """absl's parser, but a bad config file or override key is one line; any
   field may be given as a list (a sweep)."""
+  path = _config_path(argv)
   argv, lists = split_lists(argv)
   sys_argv, sys.argv = sys.argv, argv  # ml_collections reads overrides from sys.argv
   try:
-    rest = flags.FLAGS(argv)
+    with _absl_quiet():  # its warning about a None config would be a second line
+      rest = flags.FLAGS(argv)
     flags.FLAGS.config.get('experiment')  # a file that failed to load raises here
     apply_lists(flags.FLAGS.config, lists)
     config_lib.sweeps(flags.FLAGS.config)  # a list on a field that takes one value
@@ -91,8 +120,14 @@ def parse_flags(argv):
   except UserError as e:
     fail(str(e))
   except flags.Error as e:
+    if 'must have a value other than None' in str(e) and path:
+      fail(f'config file {path}: get_config() returned None; make it return the '
+           f'ml_collections.ConfigDict')
     fail(f'{_one_line(e)} (see --helpfull)')
   except AttributeError as e:  # misspelled --config.FIELD
+    if "attribute 'get_config'" in str(e):
+      fail(f'config file {path} has no get_config(); define one that returns an '
+           f'ml_collections.ConfigDict (see configs/default.py)')
     fail(f'unknown config field: {_one_line(e)}')
   except SyntaxError as e:
     fail(f'config file {e.filename} line {e.lineno}: {e.msg}; fix the file')
@@ -108,10 +143,19 @@ def parse_flags(argv):
 
 
 def run_or_fail(fn, *args):
-  """Call fn; a UserError (or config ValueError) becomes one line, exit 2."""
+  """Call fn; a UserError (or config ValueError) becomes one line, exit 2;
+  Ctrl-C and SIGTERM one line, exit 130 / 143 (dash_jax/signals.py)."""
+  signals.install()
   try:
     return fn(*args)
   except (UserError, ValueError) as e:
-    fail(str(e))
-  except KeyboardInterrupt:
-    fail('interrupted; re-run the same command to resume', code=130)
+    fail(_one_line(e))
+  except OSError as e:  # the workdir's disk or permissions, found while writing
+    if e.errno not in _FIXABLE_OS_ERRORS:
+      raise
+    fail(f'{e.filename or "a file"}: {e.strerror}; fix that and re-run the same '
+         f'command to resume')
+  except signals.Terminated:
+    signals.exit_now(*signals.SAVED)
+  except KeyboardInterrupt:  # only where the handler could not be installed
+    signals.exit_now(*signals.INTERRUPTED)

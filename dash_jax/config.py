@@ -43,6 +43,9 @@ def field_order(field: str):
 
 # Written into run configs by earlier versions; implied by `seeds` there.
 _DERIVED_FIELDS = frozenset({'seed'})
+# Result-affecting fields added since runs were first saved: absent from an
+# older run's config means this value (so older workdirs still resume).
+ADDED_FIELDS = {'precision': 'float32'}
 
 
 def differing_fields(saved: dict, current: dict) -> list[str]:
@@ -51,7 +54,8 @@ def differing_fields(saved: dict, current: dict) -> list[str]:
   for field in sorted(set(saved) | set(current)):
     if field in EXECUTION_FIELDS or field in _DERIVED_FIELDS:
       continue
-    old, new = saved.get(field, '(absent)'), current.get(field, '(absent)')
+    old, new = (saved.get(field, ADDED_FIELDS.get(field, '(absent)')),
+                current.get(field, '(absent)'))
     if old != new:
       out.append(f'{field}: {old!r} -> {new!r}')
   return out
@@ -171,7 +175,9 @@ def _validate_single(config) -> None:
   from dash_jax import data, interventions, models  # registries
   _choice(config, 'train_type', interventions.TRAINING_TYPES)
   _choice(config, 'optimizer', OPTIMIZERS)
-  parse_list(config.seeds, int, 'seeds')
+  if any(not 0 <= s < 2**32 for s in parse_list(config.seeds, int, 'seeds')):
+    raise UserError(f'config.seeds={config.seeds!r} must list integers in [0, 2**32); '
+                    f'e.g. --config.seeds=0,1,2')
   _choice(config, 'dataset', data.DATASETS)
   _choice(config, 'model', models.MODELS)
   _choice(config, 'epoch_mode', EPOCH_MODES)

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from dash_jax import (assembly, checkpoint, compiles, interventions, models, monitor,
-                      parallel, provenance, results, train)
+                      parallel, provenance, results, signals, train)
 from dash_jax import data as data_lib
 
 
@@ -79,7 +79,8 @@ class _GroupCheckpoints:
     return (states, keys, experiments, meta['experiment'], progress, meta['elapsed'],
             meta.get('provenance'))
 
-  def save(self, j, states, keys, experiments, progress=None, elapsed=0.0, prov=None):
+  def save(self, j, states, keys, experiments, progress=None, elapsed=0.0, prov=None,
+           force=False):
     epoch = max(p.epochs for p in progress) if progress else 0
     progress = [dataclasses.asdict(p) for p in progress] if progress else None
     if self._plain():
@@ -87,7 +88,7 @@ class _GroupCheckpoints:
       experiments, progress = experiments[0], progress and progress[0]
     self.ckpts.save(j * (self.max_epoch + 1) + epoch, states, keys, {
         'experiment': j, 'experiments': experiments, 'elapsed': elapsed,
-        'progress': progress, 'provenance': prov})
+        'progress': progress, 'provenance': prov}, force=force)
 
   def close(self):
     self.ckpts.close()
@@ -95,7 +96,13 @@ class _GroupCheckpoints:
 
 def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) -> list[dict]:
   """Train `runs` (one training type and optimizer, any seeds) as one group;
-  writes each run's results.json and returns the results in order."""
+  writes each run's results.json and returns the results in order. SIGTERM
+  meanwhile saves at the next checkpoint point and raises signals.Terminated."""
+  with signals.saving_loop():
+    return _run_group(ds, runs, workdir, log)
+
+
+def _run_group(ds, runs, workdir, log):
   config = runs[0].config
   seeds = [r.seed for r in runs]
   num_seeds = len(runs)
@@ -117,6 +124,9 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
                                            ds.num_classes, s) for s in seeds])
   buffers = [assembly.chunk_buffer(labels.shape[1], config.num_chunks, s) for s in seeds]
   chunk_size = buffers[0][1]
+  # A batch beyond the whole training set is that set, as a PyTorch
+  # DataLoader gives it: one batch an epoch, not one padded to batch_size.
+  batch_size = min(config.batch_size, config.num_chunks * chunk_size)
   data = parallel.replicate({
       'train_x': ds.train_x, 'train_y': labels.astype(np.int32),
       'mean': mean.astype(np.float32), 'std': std.astype(np.float32)}, mesh)
@@ -175,6 +185,12 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
     observers[i].on_epoch(epochs, acc, loss,
                           train.take_seed(states, i) if diagnostics else None)
 
+  def on_checkpoint(j, start, states, keys, progress):
+    stop = signals.stop_requested()  # SIGTERM: save now, whatever the interval
+    ckpts.save(j, states, keys, experiments, progress, time.perf_counter() - start, prov,
+               force=stop)
+    signals.check()
+
   try:
     for j in range(first, config.num_chunks + 1):
       start = time.perf_counter() - elapsed
@@ -187,13 +203,12 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
                              resumed_epochs=progress[i].epochs if progress else 0)
       states, keys, stats = train.train_until_converged(
           states, keys, data, buffer_idx, n, step_cfg=step_cfg,
-          batch_size=config.batch_size, max_epoch=config.max_epoch,
+          batch_size=batch_size, max_epoch=config.max_epoch,
           converge_acc=config.converge_acc, mode=mode, experiment=j,
           seeds=seeds if num_seeds > 1 else None, progress=progress,
           checkpoint_every=config.checkpoint_every_epochs, on_epoch=on_epoch,
           epochs_per_call=1 if diagnostics else train.EPOCHS_PER_CALL, block=block,
-          on_checkpoint=lambda s, k, p: ckpts.save(j, s, k, experiments, p,
-                                                   time.perf_counter() - start, prov))
+          on_checkpoint=lambda s, k, p: on_checkpoint(j, start, s, k, p))
       progress, elapsed = None, 0.0
       test = np.asarray(per_seed(evaluate)(states))
       wall = time.perf_counter() - start
@@ -202,14 +217,19 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
         record = {'experiment': j, 'num_train': n, 'test_acc': float(test[i, 0]),
                   'test_loss': float(test[i, 1]), 'train_acc': stats[i].train_acc,
                   'train_loss': stats[i].train_loss, 'steps': stats[i].steps,
-                  'epochs': stats[i].epochs, 'wall_s': wall, **compiled}
+                  'epochs': stats[i].epochs,
+                  # False: stopped by max_epoch short of converge_acc
+                  'converged': stats[i].last_epoch_acc >= config.converge_acc,
+                  'wall_s': wall, **compiled}
         obs.experiment_end(record, train.take_seed(states, i) if diagnostics else None,
                            stats[i])
         experiments[i].append(record)
       if training_type.after is not None:
         keys, k = train.split_keys(keys)
         states = intervene(training_type.after, states, k, j)
-      ckpts.save(j + 1, states, keys, experiments, prov=prov)
+      ckpts.save(j + 1, states, keys, experiments, prov=prov, force=signals.stop_requested())
+      if j < config.num_chunks:
+        signals.check()
   finally:
     ckpts.close()
     for obs in observers:

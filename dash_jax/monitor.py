@@ -168,7 +168,10 @@ class RunObserver:
     self.log(f'  [{self.name}] exp {j:3d}/{self.num_chunks}  n={record["num_train"]:6d}  '
              f'epochs={record["epochs"]:4d}  steps={record["steps"]:6d}  '
              f'train_acc={stats.last_epoch_acc:.3f}  test_acc={record["test_acc"]:.4f}  '
-             f'{record["wall_s"]:.1f}s')
+             f'{record["wall_s"]:.1f}s'
+             + ('' if record.get('converged', True) else
+                f'  NOT CONVERGED (max_epoch={self.config.max_epoch} before '
+                f'converge_acc={self.config.converge_acc})'))
     if self.writer is not None:
       for k in ('test_acc', 'test_loss', 'train_acc', 'train_loss', 'steps',
                 'epochs', 'wall_s'):

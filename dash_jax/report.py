@@ -105,13 +105,17 @@ def _read_run(path):
       res = json.load(f)
   except (OSError, ValueError) as e:
     return None, f'unreadable ({e.__class__.__name__})'
+  if not isinstance(res, dict):
+    return None, 'not a JSON object'
   config, exps = res.get('config'), res.get('experiments')
   if not isinstance(config, dict) or not isinstance(exps, list):
     return None, 'no config/experiments'
   if config.get('experiment', 'incremental') != 'incremental':
     return None, f"a {config['experiment']} experiment"
   missing = [k for k in ('dataset', 'optimizer', 'train_type', 'seeds') if k not in config]
-  if missing or not exps or any('test_acc' not in e or 'steps' not in e for e in exps):
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+  if missing or not exps or any(not isinstance(e, dict) or not number(e.get('test_acc'))
+                                or not number(e.get('steps')) for e in exps):
     return None, 'not an incremental-protocol result'
   expected = config.get('num_chunks', len(exps))
   if len(exps) != expected:

@@ -6,16 +6,23 @@ has finished: a relaunch reads it instead of training again).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import numpy as np
+
+from dash_jax.errors import UserError
 
 RESULTS = 'results.json'
 RUN_CONFIG = 'config.json'
 # Fields of an experiment's record that say how it ran, not what it computed
 # (they differ between a resumed and an uninterrupted run, or a warm process).
 EXECUTION_RECORD_FIELDS = ('wall_s', 'compiles', 'compile_s')
+
+
+_SUMMARY_NUMBERS = ('test_acc_last', 'test_acc_mean', 'steps_last', 'steps_mean',
+                   'steps_total')
 
 
 def summarise(experiments) -> dict:
@@ -25,21 +32,56 @@ def summarise(experiments) -> dict:
   return {'test_acc_last': acc[-1], 'test_acc_mean': float(np.mean(acc)),
           'steps_last': steps[-1], 'steps_mean': float(np.mean(steps)),
           'steps_total': int(np.sum(steps)),
-          'compiles_total': int(sum(e.get('compiles', 0) for e in experiments))}
+          'compiles_total': int(sum(e.get('compiles', 0) for e in experiments)),
+          # experiments stopped by max_epoch short of converge_acc
+          'unconverged': sum(not e.get('converged', True) for e in experiments)}
 
 
-def read_json(path):
-  with open(path) as f:
-    return json.load(f)
+def read_json(path, fix='delete it'):
+  """The file's JSON; a damaged file is one line naming it and `fix`."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+    raise UserError(f'{path} is damaged ({type(e).__name__}: {e}); {fix}') from None
+  except IsADirectoryError:
+    raise UserError(f'{path} is a folder, not a file; {fix}') from None
+
+
+def read_run(path) -> dict:
+  """A finished run's results.json, checked for what later steps read."""
+  fix = 'delete it to recompute that run'
+  res = read_json(path, fix)
+  ok = (isinstance(res, dict) and isinstance(res.get('config'), dict)
+        and isinstance(res.get('experiments'), list) and isinstance(res.get('summary'), dict)
+        and all(k in res['config'] for k in ('train_type', 'optimizer', 'seeds'))
+        and all(isinstance(res['summary'].get(k), (int, float)) for k in _SUMMARY_NUMBERS))
+  if not ok:
+    raise UserError(f'{path} is damaged (not a run\'s config, experiments and summary); {fix}')
+  return res
+
+
+def read_run_config(path) -> dict:
+  """A run's config.json (the guard compares it with the launch's)."""
+  fix = 'delete it (the run folder keeps its checkpoints) and relaunch'
+  saved = read_json(path, fix)
+  if not isinstance(saved, dict):
+    raise UserError(f'{path} is damaged (not a config); {fix}')
+  return saved
 
 
 def write_json(path, obj):
   """Atomic: a reader never sees half a file."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
+  tmp = f'{path}.{os.getpid()}.tmp'
+  try:
+    with open(tmp, 'w') as f:
+      json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)  # a full disk leaves nothing half-written behind
+    raise
 
 
 def seed_of(config: dict) -> int:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import tempfile
 from typing import Callable, Iterator
 
-from dash_jax import (assembly, compiles, experiment, models, parallel, report, results,
-                      summary)
+from dash_jax import (assembly, compiles, experiment, locks, models, parallel, report,
+                      results, signals, summary)
 from dash_jax import config as config_lib
 from dash_jax import data as data_lib
 from dash_jax.errors import UserError
@@ -81,15 +82,40 @@ def run_config(config, spec: RunSpec):
   return config
 
 
-def check_workdir(config, workdir, specs, log=print):
+def usable_workdir(workdir: str) -> str:
+  """Refuse, before any compute and writing nothing, a workdir that cannot
+  hold the launch's files: empty, a file, under a file, or not writable."""
+  if not workdir or not workdir.strip():
+    raise UserError("--workdir is empty; pass a folder for the runs, e.g. --workdir runs/one")
+  path = os.path.abspath(os.path.expanduser(workdir))
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise UserError(f'--workdir {workdir} is a file, not a folder; pass a folder')
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UserError(f'--workdir {workdir} is under {existing}, which is a file; '
+                    f'pass a folder path')
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    raise UserError(f'--workdir {workdir}: cannot write in {existing} ({e.strerror}); '
+                    f'pass a writable folder') from None
+  return workdir
+
+
+def check_workdir(config, workdir, specs, log=print, dry_run=False):
   """Refuse a workdir whose runs were made with another config, unless
-  config.allow_config_change: then those runs are moved aside and redone."""
+  config.allow_config_change: then those runs are moved aside and redone
+  (not with dry_run, which only refuses). Other than a dry run, call it
+  holding the launch lock."""
   for spec in specs:
     run_dir = os.path.join(workdir, spec.name)
     path = os.path.join(run_dir, results.RUN_CONFIG)
     if not os.path.exists(path):
       continue
-    saved = results.read_json(path)
+    saved = results.read_run_config(path)
     diff = config_lib.differing_fields(saved, run_config(config, spec).to_dict())
     if not diff:
       continue
@@ -98,8 +124,18 @@ def check_workdir(config, workdir, specs, log=print):
           f'{run_dir} was made with a different config ({"; ".join(diff)}); '
           f'use another --workdir, or --config.allow_config_change=True to '
           f'redo such runs (old folders are kept as NAME.replaced-N)')
-    backup = _free_name(run_dir + '.replaced')
-    os.replace(run_dir, backup)
+    if dry_run:
+      continue
+    lock = locks.Lock(os.path.join(run_dir, locks.RUN_LOCK))
+    if not lock.acquire(blocking=False):
+      raise UserError(f'{run_dir} was made with a different config and another launch '
+                      f'({lock.holder()}) is training it; wait for it to end, or '
+                      f'use another --workdir')
+    try:
+      backup = _free_name(run_dir + '.replaced')
+      os.replace(run_dir, backup)
+    finally:
+      lock.release()
     log(f'{spec.name}: config changed ({"; ".join(diff)}); old run kept in {backup}')
 
 
@@ -110,29 +146,49 @@ def _free_name(prefix):
   return f'{prefix}-{i}'
 
 
+def _launch_lock(workdir) -> locks.Lock:
+  """Held while a launch checks and writes the runs' configs, and while it
+  writes the tables: launches into one workdir take turns there."""
+  return locks.Lock(os.path.join(workdir, locks.LAUNCH_LOCK))
+
+
+def claim_workdir(config, workdir, specs, log=print) -> None:
+  """The config guard and the runs' config.json, as one step under the
+  launch lock: a launch with another config sees this one's configs."""
+  with _launch_lock(workdir):
+    check_workdir(config, workdir, specs, log)
+    for spec in specs:
+      path = os.path.join(workdir, spec.name, results.RUN_CONFIG)
+      if not os.path.exists(path):
+        results.write_json(path, run_config(config, spec).to_dict())
+
+
 def run_incremental(config, workdir: str, log=print) -> dict:
   """Every run of the launch, then the summary table over seeds and the report."""
   config_lib.validate(config)
   specs = list(run_specs(config))
   hosts = parallel.initialize_hosts(config)
   compiles.use_disk_cache(config.compile_cache_dir, config.compile_cache_gb)
-  if hosts.is_main:
-    check_workdir(config, workdir, specs, log)
-  hosts.barrier('workdir checked')
+  if hosts.is_main:  # refuse another config before the data loads (a read: no lock) ...
+    check_workdir(config, workdir, specs, log, dry_run=True)
   ds = data_lib.load(config)
   for num_chunks in {run_config(config, s).num_chunks for s in specs}:  # fail early
     assembly.chunk_buffer(len(ds.train_y), num_chunks, 0)  # if too many
+  if hosts.is_main:  # ... and claim the workdir once it has loaded
+    claim_workdir(config, workdir, specs, log)
+  hosts.barrier('workdir checked')
   with parallel.use_mesh(parallel.make_mesh(config.devices)):
     all_results = _run_all(config, ds, hosts.share(specs), workdir, log)
   hosts.barrier('runs finished')
   if not hosts.is_main:  # the main process writes the launch's tables
     return all_results
   all_results = {s.name: all_results.get(s.name) or  # other processes' runs from disk
-                 results.read_json(os.path.join(workdir, s.name, results.RESULTS))
+                 results.read_run(os.path.join(workdir, s.name, results.RESULTS))
                  for s in specs}
-  table = summary.write(workdir, list(all_results.values()))
+  with _launch_lock(workdir):  # one launch at a time writes the tables
+    table = summary.write(workdir, list(all_results.values()))
+    rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
   log(table)
-  rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
   log('report: ' + ', '.join(rep.paths.values()))
   return all_results
 
@@ -148,27 +204,87 @@ def _groups(config, specs) -> list[list[RunSpec]]:
   return list(groups.values())
 
 
+def _finished(workdir, spec):
+  """The run's results if some process has finished it, else None."""
+  path = os.path.join(workdir, spec.name, results.RESULTS)
+  return results.read_run(path) if os.path.exists(path) else None
+
+
+def _label(group) -> str:
+  return group[0].name if len(group) == 1 else (
+      f'{group[0].stem}, seeds {[s.seed for s in group]} as one program')
+
+
+def _claim(workdir, group) -> locks.Claim:
+  return locks.Claim(os.path.join(workdir, s.name, locks.RUN_LOCK) for s in group)
+
+
 def _run_all(config, ds, specs, workdir, log) -> dict:
+  """Train the runs nobody else holds, each under its run lock; then wait
+  for the ones other processes hold (a crashed holder's runs are trained
+  here once the OS drops its locks)."""
   all_results, todo = {}, []
   for spec in specs:
-    path = os.path.join(workdir, spec.name, results.RESULTS)
-    if os.path.exists(path):
-      log(f'{spec.name} finished earlier; reading {path}')
-      all_results[spec.name] = results.read_json(path)
+    done = _finished(workdir, spec)
+    if done is not None:
+      log(f'{spec.name} finished earlier; reading '
+          f'{os.path.join(workdir, spec.name, results.RESULTS)}')
+      all_results[spec.name] = done
     else:
       todo.append(spec)
   groups = _groups(config, todo)
+  held = []
   for i, group in enumerate(groups, 1):
-    names = group[0].name if len(group) == 1 else (
-        f'{group[0].stem}, seeds {[s.seed for s in group]} as one program')
-    log(f'run {i}/{len(groups)}: {names}')
-    runs = [experiment.Run(s.name, s.seed, run_config(config, s),
-                           os.path.join(workdir, s.name)) for s in group]
-    for run in runs:
-      results.write_json(os.path.join(run.folder, results.RUN_CONFIG), run.config.to_dict())
-    for run, res in zip(runs, experiment.run_group(ds, runs, workdir, log)):
-      all_results[run.name] = res
+    claim = _claim(workdir, group)
+    if not claim.acquire(blocking=False):
+      log(f'{_label(group)}: another process holds it ({claim.holders()}); taking the next')
+      held.append((i, group))
+      continue
+    try:
+      all_results.update(_train_claimed(config, ds, group, workdir, log,
+                                        f'run {i}/{len(groups)}'))
+    finally:
+      claim.release()
+  for i, group in held:
+    claim = _claim(workdir, group)
+    log(f'waiting for {_label(group)} ({claim.holders()})')
+    claim.acquire(blocking=True)
+    try:
+      all_results.update(_train_claimed(config, ds, group, workdir, log,
+                                        f'run {i}/{len(groups)}'))
+    finally:
+      claim.release()
   return {spec.name: all_results[spec.name] for spec in specs}
+
+
+def _train_claimed(config, ds, group, workdir, log, heading) -> dict:
+  """A claimed group: runs another process finished meanwhile are read back,
+  the rest trained (resuming from their checkpoints)."""
+  signals.check()  # SIGTERM during the previous group: stop before this one
+  out, rest = {}, []
+  for spec in group:
+    done = _finished(workdir, spec)
+    if done is not None:
+      log(f'{spec.name} finished by another process; reading its results')
+      out[spec.name] = done
+    else:
+      rest.append(spec)
+  if not rest:
+    return out
+  runs = [experiment.Run(s.name, s.seed, run_config(config, s),
+                         os.path.join(workdir, s.name)) for s in rest]
+  for run in runs:  # a launch with allow_config_change may have replaced it
+    path = os.path.join(run.folder, results.RUN_CONFIG)
+    if not os.path.exists(path):
+      results.write_json(path, run.config.to_dict())
+    elif config_lib.differing_fields(results.read_run_config(path), run.config.to_dict()):
+      raise UserError(f'{run.folder} was claimed by a launch with another config while '
+                      f'this one started; relaunch to see which config it holds')
+  with signals.saving_loop():  # from here on SIGTERM stops at a saved point
+    log(f'{heading}: {_label(rest)}')
+    for run, res in zip(runs, experiment.run_group(ds, runs, workdir, log)):
+      out[run.name] = res
+  return out
 
 
 def _run_synthetic(config, workdir: str, log=print) -> dict:
@@ -188,4 +304,4 @@ def run(config, workdir: str, log=print) -> dict:
   name = config.get('experiment', 'incremental')
   if name not in EXPERIMENTS:
     raise UserError(f'unknown experiment {name!r}; valid: {", ".join(sorted(EXPERIMENTS))}')
-  return EXPERIMENTS[name](config, workdir, log)
+  return EXPERIMENTS[name](config, usable_workdir(workdir), log)

@@ -22,6 +22,8 @@ def aggregate_rows(results: list[dict]) -> list[dict]:
     for f in FIELDS:
       row[f] = {'mean': stats.mean[f], 'std': stats.std[f]}
     row['environments'] = stats.environments
+    row['unconverged'] = sum(e.get('converged') is False for r in g
+                             for e in r.experiments)
     rows.append(row)
   return rows
 
@@ -43,7 +45,12 @@ def markdown(rows: list[dict]) -> str:
                  f"{num(r, 'steps_total')} |")
   envs = aggregate.environment_lines(
       (_row_label(r), r.get('environments', [])) for r in rows)
-  return '\n'.join(lines) + '\n\nmean (std) over seeds.\n\n' + '\n'.join(envs) + '\n'
+  note = '\n\nmean (std) over seeds.\n'
+  stopped = [f'{_row_label(r)}: {r["unconverged"]}' for r in rows if r.get('unconverged')]
+  if stopped:
+    note += ('experiments that hit max_epoch before converge_acc (over all seeds): '
+             + ', '.join(stopped) + '.\n')
+  return '\n'.join(lines) + note + '\n' + '\n'.join(envs) + '\n'
 
 
 def _row_label(row) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from dash_jax import dash, optim, parallel
+from dash_jax import dash, optim, parallel, signals
 from dash_jax.errors import UserError
 
 
@@ -494,6 +494,8 @@ def record_epoch(progress, acc, loss, experiment, seed=None):
 
 
 def checkpoint_due(progress, every, on_checkpoint) -> bool:
+  if signals.stop_requested():  # SIGTERM: save at this epoch boundary and stop
+    return on_checkpoint is not None
   return bool(on_checkpoint is not None and every and progress.epochs % every == 0)
 
 

@@ -82,3 +82,12 @@ def test_cli_errors_are_one_line(args, message, tmp_path):
   assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], proc.stderr
   assert 'Traceback' not in proc.stdout + proc.stderr
   assert not os.path.exists(tmp_path / 'w')
+
+
+def test_runs_saved_before_a_field_existed_still_resume():
+  """A run config saved before `precision` existed means float32, the only
+  precision there was; any other value is a different config."""
+  old = {'learning_rate': 0.01}
+  assert config_lib.differing_fields(old, {'learning_rate': 0.01, 'precision': 'float32'}) == []
+  assert config_lib.differing_fields(old, {'learning_rate': 0.01, 'precision': 'bfloat16'}) == [
+      "precision: 'float32' -> 'bfloat16'"]

@@ -63,6 +63,9 @@ def load(config) -> Dataset:
     raise UserError(f'unknown dataset {config.dataset!r}; valid: '
                     f'{", ".join(sorted(DATASETS))}')
   ds = DATASETS[config.dataset](config)
+  if config.num_train > len(ds.train_y):
+    raise UserError(f'config.num_train={config.num_train} exceeds the {len(ds.train_y)} '
+                    f'training examples of {config.dataset}; lower it, or 0 for all')
   if config.num_train and config.num_train < len(ds.train_y):
     keep = np.sort(np.random.default_rng(0).permutation(
         len(ds.train_y))[:config.num_train])

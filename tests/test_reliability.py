@@ -1,0 +1,295 @@
+"""Launches that share a workdir, unusable workdirs, signals, damaged files,
+config errors, the batch clamp and the converged flag."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import dash_jax
+from dash_jax import checkpoint, locks, report, results, runs
+from dash_jax.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INTERRUPTED = 'error: interrupted; re-run the same command to resume\n'
+
+
+def _launch(workdir, tfds_dir, *overrides, config='configs/default.py'):
+  args = [sys.executable, os.path.join(ROOT, 'launch.py'),
+          '--config', os.path.join(ROOT, config), '--workdir', str(workdir),
+          f'--config.data_dir={tfds_dir}', '--config.train_type=warm', '--config.seeds=0',
+          '--config.num_chunks=2', '--config.max_epoch=2', '--config.width=16',
+          '--config.checkpoint_min_interval_s=0', '--config.compile_cache_dir=', *overrides]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true')
+  return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _trained(out):
+  """Run names a launch trained (its 'run i/N: NAME' lines)."""
+  return [l.split(': ', 1)[1] for l in out.splitlines() if l.startswith('run ')]
+
+
+def _strip(res):
+  return [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
+          for e in res['experiments']]
+
+
+# --------------------------------------------------------------- one workdir, many launches
+
+
+def test_same_launch_twice_at_once_shares_the_runs(tfds_dir, tmp_path):
+  procs = [_launch(tmp_path, tfds_dir, '--config.seeds=0,1') for _ in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, out + err
+    assert err == ''  # a clean launch prints nothing on stderr (no filelock warnings)
+  trained = _trained(outs[0][0]) + _trained(outs[1][0])
+  assert sorted(trained) == ['warm-sgd-seed0', 'warm-sgd-seed1']  # each once
+  tables = [out.split('| train_type')[1] for out, _ in outs]
+  assert tables[0] == tables[1]  # both print the same numbers
+
+
+def test_second_launch_with_another_config_is_refused(tfds_dir, tmp_path):
+  procs = [_launch(tmp_path, tfds_dir), _launch(tmp_path, tfds_dir, '--config.label_noise=0.0')]
+  outs = [p.communicate(timeout=600) for p in procs]
+  codes = sorted(p.returncode for p in procs)
+  assert codes == [0, 2], outs
+  refused = outs[[p.returncode for p in procs].index(2)][1]
+  assert refused.startswith('error: ') and refused.count('\n') == 1
+  assert 'different config (label_noise: ' in refused
+  with open(tmp_path / 'warm-sgd-seed0' / 'results.json') as f:  # the winner's own results
+    saved = json.load(f)['config']['label_noise']
+  winner = [p for p in procs if p.returncode == 0][0]
+  assert saved == (0.2 if winner is procs[0] else 0.0)
+
+
+def test_a_held_run_is_waited_for_then_trained(tiny_config, tmp_path):
+  """A run another process holds is skipped, then taken once its lock goes
+  (as when the holder crashes: the OS drops the lock)."""
+  tiny_config.seeds = '0,1'
+  other = locks.Lock(str(tmp_path / 'warm-sgd-seed0' / locks.RUN_LOCK))
+  assert other.acquire(blocking=False)
+  lines, out = [], {}
+  worker = threading.Thread(target=lambda: out.update(dash_jax.run(
+      tiny_config, str(tmp_path), lines.append)))
+  worker.start()
+  while not any(l.startswith('waiting for warm-sgd-seed0') for l in lines):
+    assert worker.is_alive()
+    time.sleep(0.05)
+  assert _trained('\n'.join(lines)) == ['warm-sgd-seed1']  # the free one went first
+  assert any('another process holds it' in l for l in lines)
+  other.release()
+  worker.join()
+  assert _trained('\n'.join(lines)) == ['warm-sgd-seed1', 'warm-sgd-seed0']
+  assert sorted(out) == ['warm-sgd-seed0', 'warm-sgd-seed1']
+
+
+# --------------------------------------------------------------- unusable workdirs
+
+
+def _nothing_written(tmp_path, monkeypatch, tiny_config, workdir, expected):
+  monkeypatch.chdir(tmp_path)
+  before = sorted(os.listdir(tmp_path))
+  with pytest.raises(UserError, match=expected) as e:
+    runs.run(tiny_config, workdir)
+  assert '\n' not in str(e.value)
+  assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_empty_workdir_is_refused(tiny_config, tmp_path, monkeypatch):
+  _nothing_written(tmp_path, monkeypatch, tiny_config, '', '--workdir is empty')
+  tiny_config.experiment = 'synthetic'
+  _nothing_written(tmp_path, monkeypatch, tiny_config, '', '--workdir is empty')
+
+
+def test_workdir_that_is_or_sits_under_a_file_is_refused(tiny_config, tmp_path, monkeypatch):
+  (tmp_path / 'f').write_text('x')
+  _nothing_written(tmp_path, monkeypatch, tiny_config, 'f', 'is a file, not a folder')
+  _nothing_written(tmp_path, monkeypatch, tiny_config, 'f/a/b', r'is under .*f, which is a file')
+
+
+def test_unwritable_workdir_is_refused(tiny_config, tmp_path, monkeypatch):
+  import tempfile
+
+  def refuse(*a, **k):  # root ignores file modes, so refuse as a read-only disk would
+    raise PermissionError(13, 'Permission denied')
+  monkeypatch.setattr(tempfile, 'TemporaryFile', refuse)
+  _nothing_written(tmp_path, monkeypatch, tiny_config, 'w', 'cannot write in .*Permission')
+
+
+def test_empty_workdir_from_the_command_line(tmp_path):
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--config',
+                         os.path.join(ROOT, 'configs/synthetic.py'), '--workdir', ''],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+  err = proc.stderr
+  assert proc.returncode == 2
+  assert os.listdir(tmp_path) == []  # no ./synthetic
+  assert err.startswith('error: --workdir is empty') and err.count('\n') == 1
+
+
+# --------------------------------------------------------------- signals
+
+
+def _wait_for(proc, text, deadline=300):
+  """Lines of stdout up to and including the first one containing `text`."""
+  seen, end = [], time.time() + deadline
+  while time.time() < end:
+    line = proc.stdout.readline()
+    assert line, f'exited ({proc.wait()}) before {text!r}: {seen} {proc.stderr.read()}'
+    seen.append(line)
+    if text in line:
+      return seen
+  raise AssertionError(f'no {text!r} in time')
+
+
+def test_ctrl_c_during_the_first_compile_is_one_line(tfds_dir, tmp_path):
+  proc = _launch(tmp_path, tfds_dir)
+  _wait_for(proc, 'run 1/1')  # the first compile comes right after this line
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=60)
+  assert proc.returncode == 130, err
+  assert err == INTERRUPTED
+
+
+def test_sigterm_saves_then_the_relaunch_resumes(tfds_dir, tmp_path):
+  args = ('--config.num_chunks=1', '--config.max_epoch=400', '--config.converge_acc=1.0',
+          '--config.checkpoint_every_epochs=0')  # no checkpoints inside the experiment
+  proc = _launch(tmp_path, tfds_dir, *args)
+  _wait_for(proc, 'run 1/1')  # its one experiment: 400 epochs
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 143, err
+  assert err == ('error: terminated after saving a checkpoint; re-run the same command '
+                 'to resume\n')
+  again = _launch(tmp_path, tfds_dir, *args)
+  line = _wait_for(again, 'resuming at experiment')[-1]
+  assert 'resuming at experiment 1, epoch ' in line  # mid-experiment: the epochs were kept
+  again.send_signal(signal.SIGINT)  # and Ctrl-C mid-run: one line too
+  _, err = again.communicate(timeout=60)
+  assert again.returncode == 130 and err == INTERRUPTED
+
+
+# --------------------------------------------------------------- damaged files
+
+
+def _finished_looking_run(config, workdir, results_text):
+  spec = next(runs.run_specs(config))
+  folder = workdir / spec.name
+  folder.mkdir(parents=True)
+  (folder / 'config.json').write_text(json.dumps(runs.run_config(config, spec).to_dict()))
+  (folder / 'results.json').write_text(results_text)
+  return folder
+
+
+@pytest.mark.parametrize('text', ['{"config": {"lr', '{}', '[]'])
+def test_damaged_results_json_is_named(tiny_config, tmp_path, text):
+  folder = _finished_looking_run(tiny_config, tmp_path, text)
+  with pytest.raises(UserError) as e:
+    runs.run(tiny_config, str(tmp_path))
+  msg = str(e.value)
+  assert str(folder / 'results.json') in msg and 'delete it to recompute that run' in msg
+  assert '\n' not in msg
+
+
+def test_damaged_config_json_is_named(tiny_config, tmp_path):
+  folder = _finished_looking_run(tiny_config, tmp_path, '{}')
+  (folder / 'config.json').write_text('{"seeds": "0", "train')
+  with pytest.raises(UserError) as e:
+    runs.run(tiny_config, str(tmp_path))
+  assert str(folder / 'config.json') in str(e.value) and 'delete it' in str(e.value)
+
+
+def test_failed_save_is_one_line_and_leaves_no_tmp_folder(tmp_path):
+  import jax
+  import jax.numpy as jnp
+  from dash_jax import models, optim, train
+  state = train.create_state(models.MLP(10, width=8), optim.sgd(0.1),
+                             jax.random.PRNGKey(0), (8, 8, 1), False)
+  ckpts = checkpoint.RunCheckpoints(str(tmp_path / 'c'))
+  half = tmp_path / 'c' / '7.orbax-checkpoint-tmp'
+  half.mkdir()
+
+  def full_disk(*a, **k):
+    raise ValueError('RESOURCE_EXHAUSTED: Failed to write: No space left on device [...]')
+  ckpts.manager.save = full_disk
+  with pytest.raises(UserError) as e:
+    ckpts.save(7, state, jnp.zeros((2,), jnp.uint32), {})
+  assert 'failed (No space left on device)' in str(e.value) and '\n' not in str(e.value)
+  assert not half.exists()
+  ckpts.close()
+
+
+@pytest.mark.parametrize('text', ['[]', '{"config": {"dataset": "digits", "optimizer": "sgd", '
+                                  '"train_type": "warm", "seeds": "0", "num_chunks": 1}, '
+                                  '"experiments": [{"test_acc": "abc", "steps": 1}]}'])
+def test_report_skips_malformed_results(tmp_path, capsys, text):
+  (tmp_path / 'r').mkdir()
+  (tmp_path / 'r' / 'results.json').write_text(text)
+  assert report.main([str(tmp_path)]) == 2
+  assert capsys.readouterr().err.startswith('error: no complete results.json')
+
+
+# --------------------------------------------------------------- config errors
+
+
+def test_negative_seed_is_named(tiny_config, tmp_path):
+  tiny_config.seeds = '-1'
+  with pytest.raises(UserError, match=r"config.seeds='-1' must list integers"):
+    runs.run(tiny_config, str(tmp_path))
+
+
+def test_num_train_beyond_the_split_is_refused(tiny_config, tmp_path):
+  tiny_config.num_train = 100_000
+  with pytest.raises(UserError, match='config.num_train=100000 exceeds the 1258 training'):
+    runs.run(tiny_config, str(tmp_path))
+  assert not os.path.exists(tmp_path / 'warm-sgd-seed0')  # refused before any run
+
+
+@pytest.mark.parametrize('body,expected', [
+    ('def get_config():\n  return None\n', 'get_config() returned None'),
+    ('x = 1\n', 'has no get_config()')])
+def test_config_file_without_a_config(tmp_path, body, expected):
+  path = tmp_path / 'c.py'
+  path.write_text(body)
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--config',
+                         str(path), '--workdir', str(tmp_path / 'w')], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.startswith(f'error: config file {path}')
+  assert proc.stderr.count('\n') == 1 and expected in proc.stderr and str(path) in proc.stderr
+
+
+# --------------------------------------------------------------- batch clamp, converged flag
+
+
+def test_batch_beyond_the_training_set_is_the_training_set(tiny_config, tmp_path):
+  tiny_config.max_epoch = 2
+  big = dash_jax.run(tiny_config, str(tmp_path / 'big'), lambda *a: None)['warm-sgd-seed0']
+  tiny_config.batch_size = 1257  # 3 chunks of 419 of digits. 1258 training examples
+  same = dash_jax.run(tiny_config, str(tmp_path / 'same'), lambda *a: None)['warm-sgd-seed0']
+  tiny_config.batch_size = 100_000
+  huge = dash_jax.run(tiny_config, str(tmp_path / 'huge'), lambda *a: None)['warm-sgd-seed0']
+  assert _strip(huge) == _strip(same)
+  assert [e['steps'] for e in huge['experiments']] == [2, 2, 2]  # one batch an epoch
+  assert _strip(big) != _strip(same)  # batch 128 really differs
+
+
+def test_unconverged_experiments_are_marked(tiny_config, tmp_path):
+  lines = []
+  res = dash_jax.run(tiny_config, str(tmp_path / 'a'), lines.append)['warm-sgd-seed0']
+  assert [e['converged'] for e in res['experiments']] == [False] * 3  # 3 epochs: never 0.999
+  assert all(e['epochs'] == 3 for e in res['experiments'])
+  assert res['summary']['unconverged'] == 3
+  assert sum('NOT CONVERGED (max_epoch=3' in l for l in lines) == 3
+  assert 'hit max_epoch before converge_acc (over all seeds): warm-sgd: 3.' in lines[-2]
+  tiny_config.converge_acc = 0.05  # reached after the first epoch
+  lines.clear()
+  res = dash_jax.run(tiny_config, str(tmp_path / 'b'), lines.append)['warm-sgd-seed0']
+  assert [(e['converged'], e['epochs']) for e in res['experiments']] == [(True, 1)] * 3
+  assert res['summary']['unconverged'] == 0
+  assert not any('NOT CONVERGED' in l or 'max_epoch before' in l for l in lines)
