@@ -32,6 +32,8 @@ CANDIDATES = {
     'lr0.001_width1024': {'learning_rate': 0.001, 'width': 1024},
     'lr0.001_chunks10': {'learning_rate': 0.001, 'num_chunks': 10},
     'lr0.003': {'learning_rate': 0.003},
+    'noise0.3': {'label_noise': 0.3},
+    'noise0.4': {'label_noise': 0.4},
 }
 WALL = 'candidate_wall.json'  # the launch's wall time, kept for reruns
 
@@ -54,6 +56,7 @@ def candidate_config(name: str, seeds: str):
 def run_candidate(name: str, seeds: str, workdir: str) -> tuple[dict, float]:
   """{train_type: {seed: summary}} and the launch's wall time (s)."""
   import dash_jax
+  from dash_jax import results as results_lib
   folder = os.path.join(workdir, name)
   wall_path = os.path.join(folder, WALL)
   config = candidate_config(name, seeds)
@@ -69,7 +72,7 @@ def run_candidate(name: str, seeds: str, workdir: str) -> tuple[dict, float]:
   by_type = {}
   for res in results.values():
     cfg = res['config']
-    by_type.setdefault(cfg['train_type'], {})[cfg['seed']] = res['summary']
+    by_type.setdefault(cfg['train_type'], {})[results_lib.seed_of(cfg)] = res['summary']
   return by_type, wall
 
 
