@@ -26,6 +26,9 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # tfds reports every file it opens
+  packed = flags.FLAGS.config.get('runs_per_device', 1)
+  if packed > 1:  # before JAX starts: the processes share the device memory
+    os.environ.setdefault('XLA_PYTHON_CLIENT_MEM_FRACTION', f'{0.9 / packed:.2f}')
   import dash_jax  # TensorFlow loads only to read a dataset, and hides the GPUs
   cli.run_or_fail(dash_jax.run, flags.FLAGS.config, flags.FLAGS.workdir)
 

@@ -80,6 +80,9 @@ def get_config():
   config.scan_block = 0
   config.devices = 0  # data-parallel over this many local devices; 0 = all
   config.vmap_seeds = False  # train the listed seeds together as one program
+  # Processes of this launch sharing the local devices, each taking the runs
+  # nobody holds (several runs packed on one GPU); 1 = this process alone.
+  config.runs_per_device = 1
   # Compiled programs kept on disk, so a relaunch skips XLA compilation;
   # '' = off. At most compile_cache_gb, least recently used dropped first.
   config.compile_cache_dir = '~/.cache/dash_jax/xla'

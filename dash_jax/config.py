@@ -18,7 +18,7 @@ EXECUTION_FIELDS = frozenset({
     'coordinator', 'num_processes', 'process_id', 'compile_cache_dir',
     'compile_cache_gb', 'checkpoint_every_epochs', 'keep_checkpoints',
     'checkpoint_min_interval_s', 'allow_config_change', 'progress', 'tensorboard',
-    'diagnostics', 'scan_block', 'wandb'})
+    'diagnostics', 'scan_block', 'runs_per_device', 'wandb'})
 
 # Fields that take a comma-separated list of their own (the grid's base axes,
 # and sota_milestones, whose one value is a list): never a sweep.
@@ -198,6 +198,11 @@ def _validate_single(config) -> None:
                 'num_chunks', 'width', 'depth'):
     _positive(config, field)
   _positive(config, 'keep_checkpoints')
+  _positive(config, 'runs_per_device')
+  if config.runs_per_device > 1 and config.coordinator:
+    raise UserError('config.runs_per_device > 1 packs one machine\'s runs; with '
+                    '--config.coordinator start several processes yourself (or '
+                    'launch the same command several times: they share the runs)')
   for field in ('weight_decay', 'rho', 'sp_sigma', 'l2_init_lambda', 'num_train',
                 'checkpoint_every_epochs', 'devices', 'compile_cache_gb',
                 'checkpoint_min_interval_s', 'scan_block'):

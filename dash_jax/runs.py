@@ -10,7 +10,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import pickle
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 from typing import Callable, Iterator
 
 from dash_jax import (assembly, compiles, experiment, locks, models, parallel, report,
@@ -177,8 +183,14 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   if hosts.is_main:  # ... and claim the workdir once it has loaded
     claim_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')
-  with parallel.use_mesh(parallel.make_mesh(config.devices)):
-    all_results = _run_all(config, ds, hosts.share(specs), workdir, log)
+  workers = _start_workers(config, workdir, config.runs_per_device - 1)
+  try:
+    with parallel.use_mesh(parallel.make_mesh(config.devices)):
+      all_results = _run_all(config, ds, hosts.share(specs), workdir, log)
+  except BaseException:
+    _stop_workers(workers, early=True)
+    raise
+  _stop_workers(workers)
   hosts.barrier('runs finished')
   if not hosts.is_main:  # the main process writes the launch's tables
     return all_results
@@ -191,6 +203,72 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   log(table)
   log('report: ' + ', '.join(rep.paths.values()))
   return all_results
+
+
+def _start_workers(config, workdir, count) -> list:
+  """config.runs_per_device: `count` more processes of this launch share its
+  runs on this machine's devices (each claims the runs nobody holds, as
+  several launches into one workdir do); they write no tables. Each is a
+  fresh interpreter (its own JAX), handed the config as a pickle."""
+  if count <= 0:
+    return []
+  fd, path = tempfile.mkstemp(prefix='.workers-', suffix='.pkl', dir=workdir)
+  with os.fdopen(fd, 'wb') as f:
+    pickle.dump(config, f)
+  package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      p for p in (package_root, os.environ.get('PYTHONPATH', '')) if p))
+  code = 'import sys; from dash_jax import runs; runs.worker_main(*sys.argv[1:])'
+  workers = [subprocess.Popen([sys.executable, '-c', code, path, workdir, str(i),
+                               str(os.getpid())], env=env)
+             for i in range(1, count + 1)]
+  for w in workers:
+    w.config_path = path
+  return workers
+
+
+def _stop_workers(workers, early=False) -> None:
+  """Wait for the workers (their runs are done when this process's are: it
+  waits on the runs they hold); if this process stops early, ask them to
+  save and stop (SIGTERM), as its own loop does."""
+  failed = []
+  for i, w in enumerate(workers, 1):
+    if early and w.poll() is None:
+      w.terminate()
+    if w.wait() != 0 and not early:
+      failed.append(f'{i} (exit {w.returncode})')
+  for path in {w.config_path for w in workers}:
+    os.remove(path)
+  if failed:
+    raise UserError(f'worker process {", ".join(failed)} failed; re-run the same '
+                    f'command to resume its runs')
+
+
+def worker_main(config_path, workdir, index, parent_pid) -> None:
+  """A worker of a launch: train the claimable runs quietly (the parent
+  prints the tables); stop, saving, if the parent goes away."""
+  signals.install(quiet=True)
+
+  def watch_parent():
+    while os.getppid() == int(parent_pid):
+      time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+  threading.Thread(target=watch_parent, daemon=True).start()
+  with open(config_path, 'rb') as f:
+    config = pickle.load(f)
+  with config.unlocked():
+    config.progress = False
+  try:
+    compiles.use_disk_cache(config.compile_cache_dir, config.compile_cache_gb)
+    ds = data_lib.load(config)
+    with parallel.use_mesh(parallel.make_mesh(config.devices)):
+      _run_all(config, ds, list(run_specs(config)), workdir,
+               lambda line: print(f'[worker {index}] {line}', flush=True))
+  except signals.Terminated:
+    sys.exit(signals.SAVED[1])
+  except UserError as e:
+    print(f'[worker {index}] error: {e}', file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 def _groups(config, specs) -> list[list[RunSpec]]:

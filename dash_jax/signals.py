@@ -33,6 +33,7 @@ _lock = threading.Lock()
 _loops = 0  # experiment loops running that can save before stopping
 _watcher = None
 _wake_fd = -1
+_quiet = False  # a launch's worker process: its parent prints the one line
 
 
 class Terminated(Exception):
@@ -68,8 +69,9 @@ def exit_now(message: str, code: int) -> None:
     sys.stdout.flush()
   except Exception:  # noqa: BLE001 - a closed or broken stdout: nothing to keep
     pass
-  lead = '\n' if sys.stderr.isatty() else ''  # off a progress bar's line
-  os.write(2, f'{lead}error: {message}\n'.encode())
+  if not _quiet:
+    lead = '\n' if sys.stderr.isatty() else ''  # off a progress bar's line
+    os.write(2, f'{lead}error: {message}\n'.encode())
   os._exit(code)
 
 
@@ -106,9 +108,11 @@ def _python_handler(signum, frame):
     _on_signal(signum)
 
 
-def install() -> None:
-  """Handle SIGINT and SIGTERM as above (main thread, once per process)."""
-  global _watcher, _wake_fd
+def install(quiet: bool = False) -> None:
+  """Handle SIGINT and SIGTERM as above (main thread, once per process);
+  `quiet`: exit with the same codes but print nothing."""
+  global _watcher, _wake_fd, _quiet
+  _quiet = quiet
   if _watcher is not None:
     return
   read_fd, _wake_fd = os.pipe()

@@ -293,3 +293,25 @@ def test_unconverged_experiments_are_marked(tiny_config, tmp_path):
   assert [(e['converged'], e['epochs']) for e in res['experiments']] == [(True, 1)] * 3
   assert res['summary']['unconverged'] == 0
   assert not any('NOT CONVERGED' in l or 'max_epoch before' in l for l in lines)
+
+
+def test_runs_per_device_packs_the_runs_into_worker_processes(tiny_config, tmp_path, capfd):
+  """config.runs_per_device=2: a spawned worker process takes the runs this
+  process does not hold; each run is trained once, with its own numbers."""
+  tiny_config.train_type = 'warm,dash'
+  tiny_config.seeds = '0,1,2'
+  tiny_config.max_epoch = 20  # runs long enough for the worker to start
+  tiny_config.progress = False
+  alone = dash_jax.run(tiny_config, str(tmp_path / 'alone'), log=lambda *a: None)
+  tiny_config.runs_per_device = 2
+  lines = []
+  packed = dash_jax.run(tiny_config, str(tmp_path / 'packed'), log=lines.append)
+  strip = lambda r: [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
+                     for e in r['experiments']]
+  assert sorted(packed) == sorted(alone)
+  for name in alone:
+    assert strip(packed[name]) == strip(alone[name]), name
+  here = [l.split(': ', 1)[1] for l in lines if l.startswith('run ')]
+  worker = [l.split(': ', 1)[1] for l in capfd.readouterr().out.splitlines()
+            if l.startswith('[worker 1] run ')]
+  assert sorted(here + worker) == sorted(alone), (here, worker)  # each once
