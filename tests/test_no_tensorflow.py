@@ -26,9 +26,10 @@ class _Hide:
 sys.meta_path[:] = [_Hide(f) for f in sys.meta_path]
 """
 
-MODULES = ('dash_jax', 'dash_jax.protocol', 'dash_jax.train', 'dash_jax.models',
+MODULES = ('dash_jax', 'dash_jax.runs', 'dash_jax.experiment', 'dash_jax.assembly',
+           'dash_jax.dash', 'dash_jax.train', 'dash_jax.models', 'dash_jax.xla_cpu',
            'dash_jax.data', 'dash_jax.data.images', 'dash_jax.data.random_images',
-           'dash_jax.seeds', 'dash_jax.cli', 'dash_jax.report', 'dash_jax.monitor',
+           'dash_jax.cli', 'dash_jax.report', 'dash_jax.monitor', 'dash_jax.provenance',
            'dash_jax.checkpoint', 'dash_jax.synthetic', 'dash_jax.parallel',
            'dash_jax.summary', 'dash_jax.diagnostics', 'dash_jax.sota')
 
