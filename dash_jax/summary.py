@@ -46,15 +46,15 @@ def markdown(rows: list[dict]) -> str:
   envs = aggregate.environment_lines(
       (_row_label(r), r.get('environments', [])) for r in rows)
   note = '\n\nmean (std) over seeds.\n'
-  stopped = [f'{_row_label(r)}: {r["unconverged"]}' for r in rows if r.get('unconverged')]
+  stopped = [f'{_row_label(r, "-")}: {r["unconverged"]}' for r in rows if r.get('unconverged')]
   if stopped:
     note += ('experiments that hit max_epoch before converge_acc (over all seeds): '
              + ', '.join(stopped) + '.\n')
   return '\n'.join(lines) + note + '\n' + '\n'.join(envs) + '\n'
 
 
-def _row_label(row) -> str:
-  return '/'.join([row['train_type'], row['optimizer']] +
+def _row_label(row, sep='/') -> str:
+  return sep.join([row['train_type'], row['optimizer']] +
                   [f'{f}={v}' for f, v in row.get('swept', {}).items()])
 
 
