@@ -19,9 +19,6 @@ from dash_jax import diagnostics as diagnostics_lib
 from dash_jax import results
 from dash_jax.errors import UserError
 
-# A run's headline figures, written once it has finished (HParams metrics).
-FINAL_METRICS = ('test_acc_last', 'test_acc_mean', 'steps_last', 'steps_mean',
-                 'steps_total')
 
 
 def _tensorboard_without_tf():
@@ -183,8 +180,8 @@ class RunObserver:
         else:
           self.writer.scalar(f'diagnostics/{k}', v, j)
       if j == self.num_chunks:
-        for k in FINAL_METRICS:
-          self.writer.scalar(f'final/{k}', self.final()[k], j)
+        for k, v in self.final().items():
+          self.writer.scalar(f'final/{k}', v, j)
       self.writer.flush()
     if self.wandb is not None:
       self.wandb.log({'experiment': j, **{
@@ -197,7 +194,7 @@ class RunObserver:
   def final(self) -> dict:
     """The headline figures of the experiments so far (all, once finished)."""
     summary = results.summarise(self.records)
-    return {k: summary[k] for k in FINAL_METRICS}
+    return {k: summary[k] for k in results.SUMMARY_FIELDS}
 
   def close(self):
     self.epoch_bar.close()

@@ -21,8 +21,9 @@ RUN_CONFIG = 'config.json'
 EXECUTION_RECORD_FIELDS = ('wall_s', 'compiles', 'compile_s')
 
 
-_SUMMARY_NUMBERS = ('test_acc_last', 'test_acc_mean', 'steps_last', 'steps_mean',
-                   'steps_total')
+# A run's headline figures in its summary (tables, HParams, the checks on read).
+SUMMARY_FIELDS = ('test_acc_last', 'test_acc_mean', 'steps_last', 'steps_mean',
+                  'steps_total')
 
 
 def summarise(experiments) -> dict:
@@ -55,7 +56,7 @@ def read_run(path) -> dict:
   ok = (isinstance(res, dict) and isinstance(res.get('config'), dict)
         and isinstance(res.get('experiments'), list) and isinstance(res.get('summary'), dict)
         and all(k in res['config'] for k in ('train_type', 'optimizer', 'seeds'))
-        and all(isinstance(res['summary'].get(k), (int, float)) for k in _SUMMARY_NUMBERS))
+        and all(isinstance(res['summary'].get(k), (int, float)) for k in SUMMARY_FIELDS))
   if not ok:
     raise UserError(f'{path} is damaged (not a run\'s config, experiments and summary); {fix}')
   return res

@@ -311,27 +311,27 @@ def _run_all(config, ds, specs, workdir, log) -> dict:
     else:
       todo.append(spec)
   groups = _groups(config, todo)
+
+  def train_held(i, claim):
+    try:
+      all_results.update(_train_claimed(config, ds, groups[i - 1], workdir, log,
+                                        f'run {i}/{len(groups)}'))
+    finally:
+      claim.release()
+
   held = []
   for i, group in enumerate(groups, 1):
     claim = _claim(workdir, group)
-    if not claim.acquire(blocking=False):
+    if claim.acquire(blocking=False):
+      train_held(i, claim)
+    else:
       log(f'{_label(group)}: another process holds it ({claim.holders()}); taking the next')
-      held.append((i, group))
-      continue
-    try:
-      all_results.update(_train_claimed(config, ds, group, workdir, log,
-                                        f'run {i}/{len(groups)}'))
-    finally:
-      claim.release()
-  for i, group in held:
-    claim = _claim(workdir, group)
-    log(f'waiting for {_label(group)} ({claim.holders()})')
+      held.append(i)
+  for i in held:
+    claim = _claim(workdir, groups[i - 1])
+    log(f'waiting for {_label(groups[i - 1])} ({claim.holders()})')
     claim.acquire(blocking=True)
-    try:
-      all_results.update(_train_claimed(config, ds, group, workdir, log,
-                                        f'run {i}/{len(groups)}'))
-    finally:
-      claim.release()
+    train_held(i, claim)
   return {spec.name: all_results[spec.name] for spec in specs}
 
 

@@ -5,8 +5,8 @@ import json
 import os
 
 from dash_jax import aggregate
+from dash_jax.results import SUMMARY_FIELDS
 
-FIELDS = ('test_acc_last', 'test_acc_mean', 'steps_last', 'steps_mean', 'steps_total')
 
 
 def aggregate_rows(results: list[dict]) -> list[dict]:
@@ -19,7 +19,7 @@ def aggregate_rows(results: list[dict]) -> list[dict]:
   for (tt, opt, swept), g in groups.items():
     stats = aggregate.over_seeds(g)
     row = {'train_type': tt, 'optimizer': opt, 'swept': dict(swept), 'seeds': stats.seeds}
-    for f in FIELDS:
+    for f in SUMMARY_FIELDS:
       row[f] = {'mean': stats.mean[f], 'std': stats.std[f]}
     row['environments'] = stats.environments
     row['unconverged'] = sum(e.get('converged') is False for r in g

@@ -193,15 +193,20 @@ def _fori_epoch(state, data, order, n, num_batches, epoch, key, step_cfg,
   return jax.lax.fori_loop(0, (num_batches + block - 1) // block, run_block, carry)
 
 
+def _epoch_keys(key, buffer_idx, n, batch_size):
+  """An epoch's draws from the run's key, the same in every epoch mode:
+  (next key, batch order, key of the steps' augmentation and dropout)."""
+  next_key, epoch_key = jax.random.split(key)
+  order = epoch_order(epoch_key, buffer_idx, n, batch_size)
+  return next_key, order, jax.random.fold_in(epoch_key, 1)
+
+
 def _keyed_epoch(state, key, data, buffer_idx, n, num_batches, epoch, step_cfg,
                  batch_size, block=1):
-  """One epoch drawn from `key` (split, order, fold_in: the same draws in
-  every epoch mode); returns the state, the next key and the sums."""
-  key, epoch_key = jax.random.split(key)
-  order = epoch_order(epoch_key, buffer_idx, n, batch_size)
-  state, sums = _fori_epoch(state, data, order, n, num_batches, epoch,
-                            jax.random.fold_in(epoch_key, 1), step_cfg, batch_size,
-                            block)
+  """One epoch drawn from `key`; returns the state, the next key and the sums."""
+  key, order, step_key = _epoch_keys(key, buffer_idx, n, batch_size)
+  state, sums = _fori_epoch(state, data, order, n, num_batches, epoch, step_key,
+                            step_cfg, batch_size, block)
   return state, key, sums
 
 
@@ -293,9 +298,8 @@ def device_epochs(states, keys, active, data, buffer_idx, n, num_batches, first_
 def _epoch_draws(keys, active, buffer_idx, n, batch_size):
   """Each seed's next key, epoch order and step key (the host loop's epoch)."""
   def one(key, active, buffer_idx):
-    next_key, epoch_key = jax.random.split(key)
-    order = epoch_order(epoch_key, buffer_idx, n, batch_size)
-    return _keep(active, next_key, key), order, jax.random.fold_in(epoch_key, 1)
+    next_key, order, step_key = _epoch_keys(key, buffer_idx, n, batch_size)
+    return _keep(active, next_key, key), order, step_key
   return seed_map(one, keys.shape[0])(keys, active, buffer_idx)
 
 
