@@ -31,7 +31,10 @@ def get_config():
                           # '' = <data_dir>/downloads/manual
   config.download = False  # True: let tfds download + prepare a missing dataset
   config.label_noise = 0.2  # fraction of TRAINING labels re-drawn uniformly
-  config.normalize = 'auto'  # 'auto', 'standard' (mean/std), 'unit' ([0, 1])
+  # 'auto' (the dataset's rule), 'standard' (mean/std of the training split:
+  # per channel for images, per feature for float features), 'unit' (pixels
+  # to [0, 1]) or 'none' (as stored)
+  config.normalize = 'auto'
   config.num_train = 0  # >0: keep a seeded random subset of the training split
 
   # Model.

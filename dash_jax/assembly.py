@@ -35,14 +35,24 @@ def scan_block(config) -> int:
 
 
 def normalisation(config, ds):
-  """(mean, std) in pixel units: dataset statistics, or [0, 1] scaling for
-  the MLP on image datasets (the original code does not normalise there)."""
+  """(mean, std) the step applies as (x - mean) / std.
+
+  Images, in pixel units: dataset statistics, or [0, 1] scaling for the MLP
+  (the original code does not normalise there). Float features: per-feature
+  statistics of the training split, or none; 'auto' is the dataset's choice."""
   mode = config.normalize
-  if mode == 'auto':  # the original normalises Tiny-ImageNet for every model
+  if mode == 'auto' and not ds.is_image:
+    mode = ds.auto_normalize
+  elif mode == 'auto':  # the original normalises Tiny-ImageNet for every model
     mode = ('unit' if (config.model == 'mlp' and ds.name not in
                        ('digits', 'tiny_imagenet')) else 'standard')
+  if mode == 'unit' and not ds.is_image:
+    raise UserError(f"config.normalize='unit' scales pixels 0..255, and {ds.name} holds "
+                    f"float features; use 'standard', 'none' or 'auto'")
   if mode == 'unit':
     return np.zeros_like(ds.mean), np.full_like(ds.std, 255.0)
+  if mode == 'none':
+    return np.zeros_like(ds.mean), np.ones_like(ds.std)
   return ds.mean, ds.std
 
 

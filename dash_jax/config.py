@@ -5,7 +5,7 @@ from dash_jax.errors import UserError
 
 OPTIMIZERS = ('sgd', 'sam')
 EPOCH_MODES = ('auto', 'loop', 'scan')
-NORMALIZE = ('auto', 'standard', 'unit')
+NORMALIZE = ('auto', 'standard', 'unit', 'none')
 DASH_PER = ('kernel', 'neuron')
 L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
 PRECISIONS = ('float32', 'bfloat16')

@@ -119,6 +119,8 @@ def _run_group(ds, runs, workdir, log):
   mesh = parallel.current_mesh()  # set by the launch; data and state live on all of it
   counter = compiles.CompileCounter()
   prov = provenance.collect(config)
+  if ds.source is not None:
+    prov['dataset'] = ds.source
   mean, std = assembly.normalisation(config, ds)
   labels = np.stack([data_lib.noisy_labels(ds.train_y, config.label_noise,
                                            ds.num_classes, s) for s in seeds])

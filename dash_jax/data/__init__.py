@@ -1,7 +1,9 @@
-"""Datasets by name: each loads once into host memory as uint8 arrays.
+"""Datasets by name: each loads once into host memory, images as uint8
+pixels and features (MNIST-1D's signals) as float32.
 
 Chunks and batches are index arrays into these; normalisation happens on the
-accelerator inside the jitted step, so the data crosses the bus once, as bytes.
+accelerator inside the jitted step, so the data crosses the bus once, images
+as bytes.
 """
 from __future__ import annotations
 
@@ -11,32 +13,80 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dash_jax.data.base import (Dataset, cache_path, data_dir, pixel_stats, read_cache,
-                                tfds_split_arrays)
+from dash_jax.data.base import (Dataset, cache_path, data_dir, feature_stats, pixel_stats,
+                                read_cache, tfds_split_arrays)
 from dash_jax.errors import UserError
 
 __all__ = ['DATASETS', 'Dataset', 'data_dir', 'load', 'noisy_labels']
 
 
-# DashDigits' tfds name and version (digits.py imports tfds, so they are
-# repeated here; tests/test_datasets.py checks they agree).
+# The offline builders' tfds names and versions (their modules import tfds,
+# so they are repeated here; tests/test_datasets.py checks they agree).
 DIGITS_NAME, DIGITS_VERSION = 'dash_digits', '1.0.0'
+MNIST1D_NAME, MNIST1D_VERSION = 'dash_mnist1d', '1.0.0'
+
+
+def _offline_splits(config, name, version, builder_class):
+  """Both splits of a dataset a builder generates offline: from the arrays
+  kept by an earlier launch when both are there (no TensorFlow import); else
+  built and read through tfds."""
+  folder = os.path.join(data_dir(config), name, version)
+  splits = [read_cache(cache_path(folder, s)) for s in ('train', 'test')]
+  if any(s is None for s in splits):
+    builder = builder_class()(data_dir=data_dir(config))
+    builder.download_and_prepare()  # offline: the builder generates the data
+    splits = [tfds_split_arrays(builder, s) for s in ('train', 'test')]
+  return splits
+
+
+def _digits_builder():
+  from dash_jax.data.digits import DashDigits
+  return DashDigits
+
+
+def _mnist1d_builder():
+  from dash_jax.data.mnist1d import DashMnist1d
+  return DashMnist1d
 
 
 def load_digits(config) -> Dataset:
-  """Read from the arrays kept by an earlier launch when both splits are
-  there (no TensorFlow import); else build and read through tfds."""
-  folder = os.path.join(data_dir(config), DIGITS_NAME, DIGITS_VERSION)
-  splits = [read_cache(cache_path(folder, s)) for s in ('train', 'test')]
-  if any(s is None for s in splits):
-    from dash_jax.data.digits import DashDigits
-    builder = DashDigits(data_dir=data_dir(config))
-    builder.download_and_prepare()  # offline: builds from scikit-learn's copy
-    splits = [tfds_split_arrays(builder, s) for s in ('train', 'test')]
-  (train_x, train_y), (test_x, test_y) = splits
+  (train_x, train_y), (test_x, test_y) = _offline_splits(
+      config, DIGITS_NAME, DIGITS_VERSION, _digits_builder)
   mean, std = pixel_stats(train_x)
   return Dataset('digits', train_x, train_y, test_x, test_y, 10,
                  mean=np.full_like(mean, mean.mean()), std=np.full_like(std, std.mean()))
+
+
+def load_mnist1d(config) -> Dataset:
+  """MNIST-1D's float32 signals (N, 40); generated already standardised, so
+  normalize='auto' feeds them as they are, as the benchmark's own code does."""
+  (train_x, train_y), (test_x, test_y) = _offline_splits(
+      config, MNIST1D_NAME, MNIST1D_VERSION, _mnist1d_builder)
+  mean, std = feature_stats(train_x)
+  return Dataset('mnist1d', train_x, train_y, test_x, test_y, 10, mean=mean, std=std,
+                 auto_normalize='none', source=mnist1d_source())
+
+
+def mnist1d_source() -> dict:
+  """The generator behind MNIST-1D: package version and arguments (the
+  published defaults; dash_jax/data/mnist1d.py)."""
+  import importlib.metadata
+  try:
+    version = importlib.metadata.version('mnist1d')
+  except importlib.metadata.PackageNotFoundError:
+    version = None
+  return {'name': 'mnist1d', 'generator': 'mnist1d.data.make_dataset',
+          'mnist1d_version': version, 'tfds': f'{MNIST1D_NAME}:{MNIST1D_VERSION}',
+          'args': MNIST1D_ARGS}
+
+
+# mnist1d.data.get_dataset_args() of the version the builder was made with
+# (less its URL); repeated here so a launch from kept arrays imports neither
+# tfds nor mnist1d; tests/test_datasets.py checks they agree.
+MNIST1D_ARGS = {'num_samples': 5000, 'train_split': 0.8, 'template_len': 12,
+                'padding': [36, 60], 'scale_coeff': 0.4, 'max_translation': 48,
+                'corr_noise_scale': 0.25, 'iid_noise_scale': 2e-2, 'shear_scale': 0.75,
+                'shuffle_seq': False, 'final_seq_length': 40, 'seed': 42}
 
 
 def _image_sets():
@@ -51,6 +101,7 @@ def _random_sets():
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     'digits': load_digits,
+    'mnist1d': load_mnist1d,  # float32 signals (N, 40), generated offline
     **_image_sets(),  # cifar10, cifar100, svhn (= svhn_cropped), fashion_mnist,
                       # tiny_imagenet
     **_random_sets(),  # random_cifar_shape: noise for benchmarks, not data

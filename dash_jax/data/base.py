@@ -13,19 +13,37 @@ import numpy as np
 
 @dataclasses.dataclass
 class Dataset:
-  """Raw pixels plus the constants that normalise them (in pixel units)."""
+  """Inputs as stored plus the constants that normalise them.
+
+  Two kinds share this record: images, uint8 pixels (N, H, W, C) with mean
+  and std of shape (C,) in pixel units 0..255; and float features, float32
+  (N, ...) of any shape (signals, table rows, embeddings), never quantised,
+  with mean and std of the feature shape (N, ...)[1:]. Either way the step
+  computes (x - mean) / std, broadcasting over the leading axes.
+  """
   name: str
-  train_x: np.ndarray  # (N, H, W, C) uint8
+  train_x: np.ndarray  # (N, H, W, C) uint8, or (N, ...) float32
   train_y: np.ndarray  # (N,) int32
   test_x: np.ndarray
   test_y: np.ndarray
   num_classes: int
-  mean: np.ndarray  # (C,) float32, pixel units 0..255
+  mean: np.ndarray  # (C,) for images, x.shape[1:] for features; float32
   std: np.ndarray
+  # What normalize='auto' means for float features: 'standard' (per-feature
+  # statistics of the training split) or 'none' (data already standardised).
+  auto_normalize: str = 'standard'
+  # Where the data came from, for results.json's provenance.dataset (a
+  # generator's arguments and version, a file's size and sha256); None: a
+  # registered dataset that needs no more than its name.
+  source: dict | None = None
 
   @property
   def input_shape(self):
     return self.train_x.shape[1:]
+
+  @property
+  def is_image(self) -> bool:
+    return self.train_x.dtype == np.uint8
 
 
 def tfds_split_arrays(builder, split):
@@ -44,7 +62,8 @@ def tfds_split_arrays(builder, split):
   for x, y in tfds.as_numpy(ds.batch(10_000)):
     xs.append(x)
     ys.append(y)
-  x, y = np.concatenate(xs).astype(np.uint8), np.concatenate(ys).astype(np.int32)
+  x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int32)
+  x = x.astype(np.uint8 if np.issubdtype(x.dtype, np.integer) else np.float32)
   if cache is not None and len(y) == builder.info.splits[split].num_examples:
     tmp = f'{cache}.{os.getpid()}.tmp.npz'
     np.savez(tmp, x=x, y=y)
@@ -75,6 +94,14 @@ def read_cache(path):
       return f['x'], f['y']
   except (OSError, ValueError, KeyError, EOFError):
     return None  # unreadable: the caller reads the dataset again and rewrites it
+
+
+def feature_stats(x):
+  """Per-feature (mean, std) over the examples of float features (N, ...);
+  a constant feature gets std 1, so it normalises to 0 rather than NaN."""
+  x64 = x.astype(np.float64)
+  mean, std = x64.mean(0), x64.std(0)
+  return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
 
 
 def pixel_stats(x):
