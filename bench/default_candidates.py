@@ -24,8 +24,22 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 TRAIN_TYPES = ('cold', 'warm', 'sp', 'dash')
 
+# MNIST-1D's base: clean labels, MLP 512x3, SGD lr 0.05, 10 chunks, batch 128.
+M1D = {'dataset': 'mnist1d', 'label_noise': 0.0, 'width': 512, 'depth': 3,
+       'learning_rate': 0.05, 'num_chunks': 10, 'batch_size': 128}
+
 # name -> overrides of configs/default.py
 CANDIDATES = {
+    'm1d': M1D,
+    'm1d_b100': {**M1D, 'batch_size': 100},  # chunks of 400: no short last batch
+    'm1d_w256': {**M1D, 'width': 256},
+    'm1d_d2': {**M1D, 'depth': 2},
+    'm1d_lr0.1': {**M1D, 'learning_rate': 0.1},
+    'm1d_lr0.01': {**M1D, 'learning_rate': 0.01},
+    'm1d_c20': {**M1D, 'num_chunks': 20},
+    'm1d_noise0.2': {**M1D, 'label_noise': 0.2},
+    'm1d_w256_b100': {**M1D, 'width': 256, 'batch_size': 100},
+    'm1d_sam': {**M1D, 'optimizer': 'sam'},
     'lr0.01': {'learning_rate': 0.01},
     'lr0.001': {'learning_rate': 0.001},
     'lr0.001_noise0.3': {'learning_rate': 0.001, 'label_noise': 0.3},
@@ -38,28 +52,28 @@ CANDIDATES = {
 WALL = 'candidate_wall.json'  # the launch's wall time, kept for reruns
 
 
-def candidate_config(name: str, seeds: str):
+def candidate_config(name: str, seeds: str, vmap: bool = True):
   from configs.default import get_config
   from dash_jax.errors import UserError
   if name not in CANDIDATES:
     raise UserError(f'unknown candidate {name!r}; choose from {", ".join(CANDIDATES)}')
   config = get_config()
-  config.update(CANDIDATES[name])
   config.train_type = ','.join(TRAIN_TYPES)
+  config.update(CANDIDATES[name])
   config.seeds = seeds
-  config.vmap_seeds = True
+  config.vmap_seeds = vmap
   config.progress = False
   config.tensorboard = False
   return config
 
 
-def run_candidate(name: str, seeds: str, workdir: str) -> tuple[dict, float]:
+def run_candidate(name: str, seeds: str, workdir: str, vmap: bool = True) -> tuple[dict, float]:
   """{train_type: {seed: summary}} and the launch's wall time (s)."""
   import dash_jax
   from dash_jax import results as results_lib
   folder = os.path.join(workdir, name)
   wall_path = os.path.join(folder, WALL)
-  config = candidate_config(name, seeds)
+  config = candidate_config(name, seeds, vmap)
   start = time.perf_counter()
   results = dash_jax.run(config, folder)
   wall = time.perf_counter() - start
@@ -72,7 +86,9 @@ def run_candidate(name: str, seeds: str, workdir: str) -> tuple[dict, float]:
   by_type = {}
   for res in results.values():
     cfg = res['config']
-    by_type.setdefault(cfg['train_type'], {})[results_lib.seed_of(cfg)] = res['summary']
+    summary = dict(res['summary'], unconverged=sum(
+        not e.get('converged', True) for e in res['experiments']))
+    by_type.setdefault(cfg['train_type'], {})[results_lib.seed_of(cfg)] = summary
   return by_type, wall
 
 
@@ -100,7 +116,11 @@ def rows(name: str, by_type: dict, wall: float) -> dict:
   for t in TRAIN_TYPES:
     row[f'{t} steps'] = f'{steps(t):,.0f}'
   row['DASH-cold'] = diff('cold')
+  row['DASH-sp'] = diff('sp')
   row['DASH-warm'] = diff('warm')
+  row['warm-cold'] = (lambda d: f'{d.mean():+.2f} ({d.std():.2f}), {int((d < 0).sum())}/{len(d)} below')(
+      paired(by_type['warm'], by_type['cold']))
+  row['unconverged'] = sum(v['unconverged'] for t in TRAIN_TYPES for v in by_type[t].values())
   row['DASH steps % cold'] = f'{100 * steps("dash") / steps("cold"):.0f}%'
   row['wall'] = f'{wall / 60:.1f} min'
   return row
@@ -120,10 +140,12 @@ def main(argv=None):
   p.add_argument('--seeds', default='0,1,2,3,4,5,6,7')
   p.add_argument('--workdir', default='runs/candidates')
   p.add_argument('--out', default='', help='write the markdown table here too')
+  p.add_argument('--sequential', action='store_true',
+                 help='seeds one after another (faster on a 2-core CPU than vmapped)')
   args = p.parse_args(argv)
   table = []
   for name in args.candidates.split(','):
-    by_type, wall = run_candidate(name, args.seeds, args.workdir)
+    by_type, wall = run_candidate(name, args.seeds, args.workdir, not args.sequential)
     table.append(rows(name, by_type, wall))
     print(markdown(table[-1:]), flush=True)
   text = (f'Seeds {args.seeds}; test accuracy of the last experiment, mean (std) '
