@@ -1,0 +1,96 @@
+"""MNIST-1D: the benchmark's own data, generated offline, kept as float32
+signals, read without TensorFlow once built, its generator in provenance."""
+import json
+
+import numpy as np
+import pytest
+
+from dash_jax import assembly, data
+from tests.test_no_tensorflow import BLOCKER, _python
+
+
+@pytest.fixture(scope='module')
+def m1d_dir(tmp_path_factory):
+  pytest.importorskip('tensorflow_datasets')
+  pytest.importorskip('mnist1d')
+  path = str(tmp_path_factory.mktemp('tfds_m1d'))
+  data.load(_config(path))  # builds through tfds once and keeps the arrays
+  return path
+
+
+def _config(data_dir, **overrides):
+  from configs.default import get_config
+  config = get_config()
+  config.data_dir = str(data_dir)
+  config.dataset = 'mnist1d'
+  config.update(overrides)
+  return config
+
+
+def test_builder_data_equal_the_packages_make_dataset(m1d_dir):
+  from mnist1d.data import get_dataset_args, make_dataset
+  ref = make_dataset(get_dataset_args())
+  ds = data.load(_config(m1d_dir))
+  assert ds.train_x.dtype == np.float32 and ds.train_x.shape == (4000, 40)
+  assert ds.test_x.shape == (1000, 40) and ds.num_classes == 10
+  np.testing.assert_array_equal(ds.train_x, ref['x'].astype(np.float32))
+  np.testing.assert_array_equal(ds.test_x, ref['x_test'].astype(np.float32))
+  np.testing.assert_array_equal(ds.train_y, ref['y'])
+  np.testing.assert_array_equal(ds.test_y, ref['y_test'])
+  assert not ds.is_image
+
+
+def test_recorded_generator_args_are_the_packages_defaults():
+  """provenance.dataset reads MNIST1D_ARGS without importing mnist1d; they
+  must be what the builder used."""
+  pytest.importorskip('mnist1d')
+  pytest.importorskip('tensorflow_datasets')
+  from dash_jax.data.mnist1d import DashMnist1d, generator_args
+  assert generator_args() == data.MNIST1D_ARGS
+  assert DashMnist1d.name == data.MNIST1D_NAME
+  assert str(DashMnist1d.VERSION) == data.MNIST1D_VERSION
+
+
+def test_kept_arrays_are_read_without_building(m1d_dir, monkeypatch):
+  from dash_jax.data import mnist1d
+  def refuse(*a, **k):
+    raise AssertionError('built again')
+  monkeypatch.setattr(mnist1d, 'DashMnist1d', refuse)
+  ds = data.load(_config(m1d_dir))
+  assert ds.train_x.shape == (4000, 40)
+
+
+def test_auto_normalisation_feeds_signals_as_generated(m1d_dir):
+  """MNIST-1D is generated standardised: 'auto' means none; 'standard' is
+  per-feature; 'unit' (pixels to [0, 1]) is refused for features."""
+  ds = data.load(_config(m1d_dir))
+  mean, std = assembly.normalisation(_config(m1d_dir), ds)
+  assert mean.shape == (40,) and not mean.any() and (std == 1).all()
+  mean, std = assembly.normalisation(_config(m1d_dir, normalize='standard'), ds)
+  np.testing.assert_allclose(mean, ds.train_x.mean(0), atol=1e-5)
+  np.testing.assert_allclose(std, ds.train_x.std(0), rtol=1e-4)
+  from dash_jax.errors import UserError
+  with pytest.raises(UserError, match="normalize='unit'"):
+    assembly.normalisation(_config(m1d_dir, normalize='unit'), ds)
+
+
+@pytest.mark.slow
+def test_launch_runs_with_tensorflow_blocked_and_records_the_generator(m1d_dir, tmp_path):
+  workdir = tmp_path / 'run'
+  argv = ['launch.py', '--config', 'configs/default.py', '--workdir', str(workdir),
+          f'--config.data_dir={m1d_dir}', '--config.dataset=mnist1d',
+          '--config.num_chunks=2', '--config.max_epoch=2', '--config.width=16',
+          '--config.seeds=0', '--config.train_type=dash', '--config.compile_cache_dir=',
+          '--config.progress=False', '--config.tensorboard=False']
+  code = BLOCKER + (f'import runpy; sys.argv = {argv!r}\n'
+                    'runpy.run_path("launch.py", run_name="__main__")\n'
+                    'print(sorted(k for k in sys.modules if k.split(".")[0] == "mnist1d"))')
+  out = _python(code)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.strip().splitlines()[-1] == '[]'  # the generator is not imported
+  with open(workdir / 'dash-sgd-seed0' / 'results.json') as f:
+    res = json.load(f)
+  source = res['provenance']['dataset']
+  assert source['name'] == 'mnist1d' and source['args'] == data.MNIST1D_ARGS
+  assert source['mnist1d_version']
+  assert len(res['experiments']) == 2
