@@ -201,14 +201,18 @@ def _run_group(ds, runs, workdir, log):
       for i, obs in enumerate(observers):
         obs.experiment_start(j, train.take_seed(states, i) if diagnostics else None,
                              resumed_epochs=progress[i].epochs if progress else 0)
-      states, keys, stats = train.train_until_converged(
-          states, keys, data, buffer_idx, n, step_cfg=step_cfg,
-          batch_size=batch_size, max_epoch=config.max_epoch,
-          converge_acc=config.converge_acc, mode=mode, experiment=j,
-          seeds=seeds if num_seeds > 1 else None, progress=progress,
-          checkpoint_every=config.checkpoint_every_epochs, on_epoch=on_epoch,
-          epochs_per_call=1 if diagnostics else train.EPOCHS_PER_CALL, block=block,
-          on_checkpoint=lambda s, k, p: on_checkpoint(j, start, s, k, p))
+      try:
+        states, keys, stats = train.train_until_converged(
+            states, keys, data, buffer_idx, n, step_cfg=step_cfg,
+            batch_size=batch_size, max_epoch=config.max_epoch,
+            converge_acc=config.converge_acc, mode=mode, experiment=j,
+            seeds=seeds if num_seeds > 1 else None, progress=progress,
+            checkpoint_every=config.checkpoint_every_epochs, on_epoch=on_epoch,
+            epochs_per_call=1 if diagnostics else train.EPOCHS_PER_CALL, block=block,
+            on_checkpoint=lambda s, k, p: on_checkpoint(j, start, s, k, p))
+      except train.NonFiniteLoss as e:  # which run of the launch: its name first
+        name = runs[seeds.index(e.seed)].name if e.seed in seeds else runs[0].name
+        raise train.NonFiniteLoss(f'{name}: {e}', e.seed) from None
       progress, elapsed = None, 0.0
       test = np.asarray(per_seed(evaluate)(states))
       wall = time.perf_counter() - start

@@ -224,6 +224,7 @@ def _start_workers(config, workdir, count) -> list:
              for i in range(1, count + 1)]
   for w in workers:
     w.config_path = path
+  signals.forward_to(w.pid for w in workers)  # a SIGTERM here reaches them at once
   return workers
 
 
@@ -232,8 +233,9 @@ def _stop_workers(workers, early=False) -> None:
   waits on the runs they hold); if this process stops early, ask them to
   save and stop (SIGTERM), as its own loop does."""
   failed = []
+  signals.forward_to(())
   for i, w in enumerate(workers, 1):
-    if early and w.poll() is None:
+    if early and w.poll() is None and not signals.stop_requested():  # else: already told
       w.terminate()
     if w.wait() != 0 and not early:
       failed.append(f'{i} (exit {w.returncode})')

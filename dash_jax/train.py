@@ -41,7 +41,11 @@ class StepConfig:
 
 
 class NonFiniteLoss(UserError):
-  pass
+  """A NaN/inf training loss; `seed` says which seed of a group (None: a plain run)."""
+
+  def __init__(self, message, seed=None):
+    super().__init__(message)
+    self.seed = seed
 
 
 def normalise(x_uint8, mean, std):
@@ -491,7 +495,7 @@ def record_epoch(progress, acc, loss, experiment, seed=None):
     where = '' if seed is None else f'seed {seed}, '
     raise NonFiniteLoss(
         f'non-finite training loss ({loss}) at {where}experiment {experiment}, '
-        f'epoch {progress.epochs}; lower --config.learning_rate')
+        f'epoch {progress.epochs}; lower --config.learning_rate', seed)
   progress.acc_sum += acc
   progress.loss_sum += loss
   progress.last_acc = acc

@@ -2,6 +2,10 @@
 run that trains at chance on BatchNorm over one example, one line under every
 writer fault, SIGTERM saved once, and the smaller items."""
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +18,30 @@ from dash_jax import dash, models
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAVED = 'error: terminated after saving a checkpoint; re-run the same command to resume\n'
+
+
+def _launch(workdir, tfds_dir, *overrides, prefix=(), config='configs/default.py'):
+  """launch.py on a tiny config, in its own session (a group signal stays there)."""
+  args = [*prefix, sys.executable, os.path.join(ROOT, 'launch.py'),
+          '--config', os.path.join(ROOT, config), '--workdir', str(workdir),
+          f'--config.data_dir={tfds_dir}', '--config.train_type=warm', '--config.seeds=0',
+          '--config.num_chunks=2', '--config.max_epoch=2', '--config.width=16',
+          '--config.checkpoint_min_interval_s=0', '--config.compile_cache_dir=', *overrides]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true')
+  return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for(proc, text, deadline=300):
+  seen, end = [], time.time() + deadline
+  while time.time() < end:
+    line = proc.stdout.readline()
+    assert line, f'exited ({proc.wait()}) before {text!r}: {seen} {proc.stderr.read()}'
+    seen.append(line)
+    if text in line:
+      return seen
+  raise AssertionError(f'no {text!r} in time')
 
 
 # --------------------------------------------------------------- 1. DASH API never returns NaN
@@ -135,3 +163,107 @@ def test_apply_leaves_the_nnx_model_untouched_on_a_nan_input():
   dash.apply(model, _nnx_loss, _batches(2), lam=0.3)  # finite batches: shrinks as before
   changed = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   assert not np.array_equal(before['fc']['kernel'], changed['fc']['kernel'])
+
+
+# --------------------------------------------------------------- 5. SIGTERM saves once
+
+
+@pytest.fixture
+def fresh_signals(monkeypatch):
+  """signals' state as in a new process, inside an experiment loop; exit_now
+  records instead of ending the process."""
+  from dash_jax import signals
+  exits = []
+  monkeypatch.setattr(signals, 'exit_now', lambda message, code: exits.append(code))
+  monkeypatch.setattr(signals, '_first_term', None)
+  monkeypatch.setattr(signals, '_repeats', 0)
+  monkeypatch.setattr(signals, '_loops', 1)
+  monkeypatch.setattr(signals, '_children', [])
+  signals._stop.clear()
+  yield signals, exits
+  signals._stop.clear()
+
+
+def test_a_second_sigterm_soon_after_is_the_same_request(fresh_signals, monkeypatch):
+  signals, exits = fresh_signals
+  clock = [100.0]
+  monkeypatch.setattr(signals.time, 'monotonic', lambda: clock[0])
+  signals._on_signal(signal.SIGTERM)
+  assert signals.stop_requested() and exits == []  # saves at the next boundary
+  clock[0] += 0.05  # `timeout`: the process group's copy, 50 ms later
+  signals._on_signal(signal.SIGTERM)
+  assert exits == []
+  signals._on_signal(signal.SIGTERM)  # a third: exit now
+  assert exits == [143]
+
+
+def test_a_late_second_sigterm_or_ctrl_c_exits_at_once(fresh_signals, monkeypatch):
+  signals, exits = fresh_signals
+  clock = [100.0]
+  monkeypatch.setattr(signals.time, 'monotonic', lambda: clock[0])
+  signals._on_signal(signal.SIGTERM)
+  clock[0] += signals.REPEAT_WINDOW_S + 0.5
+  signals._on_signal(signal.SIGTERM)
+  assert exits == [143]
+  signals._on_signal(signal.SIGINT)
+  assert exits == [143, 130]
+
+
+def test_the_first_sigterm_is_passed_on_to_the_workers(fresh_signals, monkeypatch):
+  signals, _ = fresh_signals
+  sent = []
+  monkeypatch.setattr(signals.os, 'kill', lambda pid, sig: sent.append((pid, sig)))
+  signals.forward_to([11, 12])
+  signals._on_signal(signal.SIGTERM)
+  signals._on_signal(signal.SIGTERM)
+  assert sent == [(11, signal.SIGTERM), (12, signal.SIGTERM)]
+
+
+LONG_RUN = ('--config.num_chunks=1', '--config.max_epoch=400', '--config.converge_acc=1.0',
+            '--config.checkpoint_every_epochs=0')  # one long experiment, no save inside
+
+
+@pytest.mark.slow
+def test_two_sigterms_50ms_apart_save_once(tfds_dir, tmp_path):
+  """What coreutils `timeout`, SLURM and Kubernetes do: SIGTERM to the
+  launch, then to its process group, here 50 ms apart (it used to take the
+  second as "exit now" and leave without saving)."""
+  proc = _launch(tmp_path, tfds_dir, *LONG_RUN)
+  _wait_for(proc, 'run 1/1')
+  proc.send_signal(signal.SIGTERM)
+  time.sleep(0.05)
+  os.killpg(proc.pid, signal.SIGTERM)  # the group's copy
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 143, err
+  assert err == SAVED
+  assert os.listdir(tmp_path / 'warm-sgd-seed0' / 'checkpoints')  # the save is there
+
+
+# --------------------------------------------------------------- 6. the smaller items
+
+
+@pytest.mark.slow
+def test_config_file_with_an_argument_it_does_not_take_is_one_line(tmp_path):
+  config = os.path.join(ROOT, 'configs', 'default.py')
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--config',
+                         f'{config}:bogus', '--workdir', str(tmp_path / 'w')], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr == (f'error: config file {config}: its get_config() takes no argument, '
+                         f"but --config {config}:bogus passes 'bogus' after the colon; drop "
+                         f'":bogus" (pass --config {config})\n')
+  assert not os.path.exists(tmp_path / 'w')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('vmap', [False, True])
+def test_a_non_finite_loss_names_the_run(tiny_config, tmp_path, vmap):
+  import dash_jax
+  tiny_config.learning_rate = 1e12
+  tiny_config.seeds = '1,2'
+  tiny_config.vmap_seeds = vmap
+  with pytest.raises(UserError) as e:
+    dash_jax.run(tiny_config, str(tmp_path), lambda *a: None)
+  msg = str(e.value)
+  assert msg.startswith('warm-sgd-seed1: non-finite training loss'), msg
+  assert '\n' not in msg
