@@ -267,3 +267,44 @@ def test_a_non_finite_loss_names_the_run(tiny_config, tmp_path, vmap):
   msg = str(e.value)
   assert msg.startswith('warm-sgd-seed1: non-finite training loss'), msg
   assert '\n' not in msg
+
+
+def test_report_marks_runs_that_have_not_finished(tmp_path, capsys):
+  import json
+
+  from dash_jax import report
+  for seed in (0, 1, 2):
+    config = {'experiment': 'incremental', 'dataset': 'digits', 'optimizer': 'sgd',
+              'train_type': 'warm', 'seeds': str(seed), 'num_chunks': 2}
+    folder = tmp_path / f'warm-sgd-seed{seed}'
+    folder.mkdir()
+    (folder / 'config.json').write_text(json.dumps(config))
+    if seed < 2:  # seed 2 was killed: its config, no results
+      exps = [{'experiment': j, 'test_acc': 0.5 + 0.1 * j + 0.01 * seed, 'steps': 4}
+              for j in (1, 2)]
+      (folder / 'results.json').write_text(json.dumps(
+          {'config': config, 'experiments': exps, 'summary': {}}))
+  assert report.main([str(tmp_path)]) == 0
+  text = (tmp_path / 'report.md').read_text()
+  assert '| SGD | Warm | 2 of 3 finished |' in text
+  assert (f'digits/sgd/warm: not finished (no results.json yet, the table leaves them out): '
+          f'seed 2 in {tmp_path / "warm-sgd-seed2"}') in text
+  capsys.readouterr()
+
+
+def test_a_worker_deletes_its_config_file_once_read(tmp_path, monkeypatch):
+  """A killed parent cannot remove .workers-*.pkl; the worker that read it does."""
+  import pickle
+
+  from dash_jax import data, runs, signals
+  path = tmp_path / '.workers-x.pkl'
+  from configs.default import get_config
+  path.write_bytes(pickle.dumps(get_config()))
+  monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
+
+  def load(config):
+    raise UserError('no data here')
+  monkeypatch.setattr(data, 'load', load)
+  with pytest.raises(SystemExit):
+    runs.worker_main(str(path), str(tmp_path), '1', str(os.getppid()))
+  assert not path.exists()
