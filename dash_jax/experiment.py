@@ -127,6 +127,9 @@ def _run_group(ds, runs, workdir, log):
   # A batch beyond the whole training set is that set, as a PyTorch
   # DataLoader gives it: one batch an epoch, not one padded to batch_size.
   batch_size = min(config.batch_size, config.num_chunks * chunk_size)
+  # A last batch of one example is left out where BatchNorm would see one
+  # value per channel (PyTorch raises there): train.train_until_converged.
+  drop_single = assembly.one_value_batchnorm(config, ds)
   data = parallel.replicate({
       'train_x': ds.train_x, 'train_y': labels.astype(np.int32),
       'mean': mean.astype(np.float32), 'std': std.astype(np.float32)}, mesh)
@@ -209,7 +212,8 @@ def _run_group(ds, runs, workdir, log):
             seeds=seeds if num_seeds > 1 else None, progress=progress,
             checkpoint_every=config.checkpoint_every_epochs, on_epoch=on_epoch,
             epochs_per_call=1 if diagnostics else train.EPOCHS_PER_CALL, block=block,
-            on_checkpoint=lambda s, k, p: on_checkpoint(j, start, s, k, p))
+            on_checkpoint=lambda s, k, p: on_checkpoint(j, start, s, k, p),
+            drop_single=drop_single)
       except train.NonFiniteLoss as e:  # which run of the launch: its name first
         name = runs[seeds.index(e.seed)].name if e.seed in seeds else runs[0].name
         raise train.NonFiniteLoss(f'{name}: {e}', e.seed) from None

@@ -179,8 +179,13 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   if hosts.is_main:  # refuse another config before the data loads (a read: no lock) ...
     check_workdir(config, workdir, specs, log, dry_run=True)
   ds = data_lib.load(config)
-  for num_chunks in {run_config(config, s).num_chunks for s in specs}:  # fail early
-    assembly.chunk_buffer(len(ds.train_y), num_chunks, 0)  # if too many
+  checked = set()
+  for spec in specs:  # fail early: too many chunks, BatchNorm over batches of one
+    cfg = run_config(config, spec)
+    if (cfg.model, cfg.batch_size, cfg.num_chunks) not in checked:
+      checked.add((cfg.model, cfg.batch_size, cfg.num_chunks))
+      _, chunk_size = assembly.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
+      assembly.check_batch_of_one(cfg, ds, chunk_size)
   if hosts.is_main:  # ... and claim the workdir once it has loaded
     claim_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')

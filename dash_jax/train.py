@@ -435,7 +435,7 @@ def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
                           batch_size, max_epoch, converge_acc, mode='scan',
                           experiment=0, seeds=None, on_epoch=None, progress=None,
                           checkpoint_every=0, on_checkpoint=None,
-                          epochs_per_call=EPOCHS_PER_CALL, block=1):
+                          epochs_per_call=EPOCHS_PER_CALL, block=1, drop_single=False):
   """Epochs of shuffled batches for a seed group (leading axis S) until each
   seed's epoch running train accuracy reaches `converge_acc` or `max_epoch`
   epochs ran; a finished seed is frozen while the others go on.
@@ -448,9 +448,15 @@ def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
   `progress` (one Progress a seed) resumes an interrupted experiment; every
   `checkpoint_every` epochs (if not finished) `on_checkpoint(states, keys,
   progress)` is called. Returns states, keys and one TrainStats a seed.
+
+  `drop_single` (a model whose BatchNorm sees one value per channel for one
+  example): when n = 1 mod batch_size the epoch's last batch, of one
+  example, is left out (a different example each epoch, as the order is
+  drawn anew): PyTorch's DataLoader(drop_last=False) would hand BatchNorm1d
+  that batch and raise, and Flax would zero its output. Other n: unchanged.
   """
   num_seeds = keys.shape[0]
-  num_batches = math.ceil(n / batch_size)
+  num_batches = num_train_batches(n, batch_size, drop_single)
   progress = ([dataclasses.replace(p) for p in progress] if progress
               else [Progress() for _ in range(num_seeds)])
   done = [p.epochs > 0 and p.converged(converge_acc, max_epoch) for p in progress]
@@ -486,6 +492,15 @@ def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
     if running and checkpoint_due(running[0], checkpoint_every, on_checkpoint):
       on_checkpoint(states, keys, [dataclasses.replace(p) for p in progress])
   return states, keys, [p.stats(num_batches) for p in progress]
+
+
+def num_train_batches(n, batch_size, drop_single=False) -> int:
+  """Batches of an epoch over n examples; with `drop_single` a last batch of
+  one example is left out (see train_until_converged)."""
+  num_batches = math.ceil(n / batch_size)
+  if drop_single and n % batch_size == 1 and num_batches > 1:
+    num_batches -= 1
+  return num_batches
 
 
 def record_epoch(progress, acc, loss, experiment, seed=None):
