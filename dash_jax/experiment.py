@@ -19,6 +19,7 @@ import numpy as np
 from dash_jax import (assembly, checkpoint, compiles, interventions, models, monitor,
                       parallel, provenance, results, signals, train)
 from dash_jax import data as data_lib
+from dash_jax.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +195,7 @@ def _run_group(ds, runs, workdir, log):
                force=stop)
     signals.check()
 
+  finished, save_failed = False, None
   try:
     for j in range(first, config.num_chunks + 1):
       start = time.perf_counter() - elapsed
@@ -235,19 +237,43 @@ def _run_group(ds, runs, workdir, log):
       if training_type.after is not None:
         keys, k = train.split_keys(keys)
         states = intervene(training_type.after, states, k, j)
-      ckpts.save(j + 1, states, keys, experiments, prov=prov, force=signals.stop_requested())
+      try:
+        ckpts.save(j + 1, states, keys, experiments, prov=prov, force=signals.stop_requested())
+      except checkpoint.SaveFailed as e:
+        if j < config.num_chunks:
+          raise
+        save_failed = e  # every experiment is done: its results are written first, below
       if j < config.num_chunks:
         signals.check()
+    finished = True
   finally:
-    ckpts.close()
-    for obs in observers:
-      obs.close()
+    try:
+      ckpts.close()
+    except checkpoint.SaveFailed as e:
+      if not finished:
+        raise
+      save_failed = save_failed or e  # the run's results are written first, below
+    finally:
+      for obs in observers:
+        obs.close()
 
   out = []
   prov = provenance.stamp_end(prov)
   for run, exps in zip(runs, experiments):
     res = {'config': run.config.to_dict(), 'experiments': exps,
            'summary': results.summarise(exps), 'provenance': prov}
-    results.write_json(os.path.join(run.folder, results.RESULTS), res)
+    path = os.path.join(run.folder, results.RESULTS)
+    try:
+      results.write_json(path, res)
+    except UserError as e:
+      if save_failed is None:
+        raise
+      raise UserError(f'saving a checkpoint in {save_failed.directory} failed '
+                      f'({save_failed.why}) after the run finished, and {e}') from None
     out.append(res)
+  if save_failed is not None:
+    raise UserError(f'saving a checkpoint in {save_failed.directory} failed ({save_failed.why}) '
+                    f'after the run finished; its results are saved ('
+                    f'{", ".join(os.path.join(r.folder, results.RESULTS) for r in runs)}); '
+                    f'fix that and re-run the same command for the other runs')
   return out

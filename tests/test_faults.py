@@ -1,6 +1,7 @@
 """Reliability, third pass (issue 24): no silent NaN from the DASH API, no
 run that trains at chance on BatchNorm over one example, one line under every
 writer fault, SIGTERM saved once, and the smaller items."""
+import json
 import os
 import signal
 import subprocess
@@ -347,3 +348,59 @@ def test_a_last_batch_of_one_is_dropped_in_training(tiny_config, tmp_path):
   first, second = res['experiments']
   assert first['steps'] == first['epochs'] * 1  # the batch of one left out
   assert second['steps'] == second['epochs'] * 3  # 628 + 628 + 2: all kept
+
+
+# --------------------------------------------------------------- 4. a checkpoint save that fails
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 300 KB tmpfs (root only); skipped, with the reason, where mounting fails."""
+  path = tmp_path / 'disk'
+  path.mkdir()
+  proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', str(path)],
+                        capture_output=True, text=True)
+  if proc.returncode != 0:
+    pytest.skip(f'cannot mount a small tmpfs here ({proc.stderr.strip()})')
+  yield path
+  subprocess.run(['umount', '-l', str(path)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_before_any_checkpoint_keeps_the_finished_results(tiny_config, small_disk):
+  import dash_jax
+  tiny_config.width = 512  # its checkpoint (params and momentum) outgrows 300 KB
+  tiny_config.num_chunks = 2
+  tiny_config.max_epoch = 1
+  tiny_config.tensorboard = False
+  tiny_config.checkpoint_min_interval_s = 10.0  # the default: later saves are skipped
+  with pytest.raises(UserError) as e:
+    dash_jax.run(tiny_config, str(small_disk), lambda *a: None)
+  msg = str(e.value)
+  results_path = small_disk / 'warm-sgd-seed0' / 'results.json'
+  assert msg == (f'saving a checkpoint in {small_disk}/warm-sgd-seed0/checkpoints failed (No '
+                 f'space left on device) after the run finished; its results are saved '
+                 f'({results_path}); fix that and re-run the same command for the other runs')
+  assert len(json.loads(results_path.read_text())['experiments']) == 2
+
+
+def test_a_failed_save_says_when_there_is_no_checkpoint_to_resume_from(tmp_path):
+  from dash_jax import checkpoint, optim, train
+  state = train.create_state(models.MLP(10, width=8), optim.sgd(0.1),
+                             jax.random.PRNGKey(0), (8, 8, 1), False)
+  ckpts = checkpoint.RunCheckpoints(str(tmp_path / 'c'))
+
+  def full_disk(*a, **k):
+    raise ValueError('RESOURCE_EXHAUSTED: Failed to write: No space left on device [...]')
+  real_save = ckpts.manager.save
+  ckpts.manager.save = full_disk
+  with pytest.raises(UserError, match=r'start the run over \(no checkpoint of it was saved\)'):
+    ckpts.save(1, state, jnp.zeros((2,), jnp.uint32), {})
+  ckpts.manager.save = real_save
+  ckpts.save(2, state, jnp.zeros((2,), jnp.uint32), {})
+  ckpts.wait()
+  ckpts.manager.save = full_disk
+  with pytest.raises(UserError, match=r'resume from the last saved one \(.*/c/2\)'):
+    ckpts.save(3, state, jnp.zeros((2,), jnp.uint32), {})
+  ckpts.manager.save = real_save
+  ckpts.close()
