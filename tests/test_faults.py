@@ -404,3 +404,40 @@ def test_a_failed_save_says_when_there_is_no_checkpoint_to_resume_from(tmp_path)
     ckpts.save(3, state, jnp.zeros((2,), jnp.uint32), {})
   ckpts.manager.save = real_save
   ckpts.close()
+
+
+# --------------------------------------------------------------- 3. writers that fail
+
+
+@pytest.mark.slow
+def test_a_read_only_workdir_mid_run_is_one_line_naming_the_event_file(tiny_config, tmp_path,
+                                                                      monkeypatch, capfd):
+  """TensorBoard's writer thread hits EROFS mid-run (root ignores file modes,
+  so the write itself fails, as on a disk remounted read-only)."""
+  import errno
+  import threading
+
+  import dash_jax
+  from dash_jax import monitor
+  monitor._tensorboard_without_tf()
+  from tensorboard.summary.writer import event_file_writer
+  calls = []
+  real_write = event_file_writer.RecordWriter.write
+
+  def write(self, data):
+    calls.append(1)
+    if len(calls) > 4:  # after the first records: mid-run
+      raise OSError(errno.EROFS, 'Read-only file system', b'/the/events/file')
+    return real_write(self, data)
+  monkeypatch.setattr(event_file_writer.RecordWriter, 'write', write)
+  monkeypatch.setattr(threading, 'excepthook', threading.__excepthook__)  # Python's own printer
+  tiny_config.max_epoch = 20
+  with pytest.raises(UserError) as e:
+    dash_jax.run(tiny_config, str(tmp_path), lambda *a: None)
+  msg = str(e.value)
+  events = [n for n in os.listdir(tmp_path / 'warm-sgd-seed0') if n.startswith('events.out')]
+  assert msg == (f'writing TensorBoard scalars to {tmp_path / "warm-sgd-seed0" / events[0]} '
+                 f'failed (Read-only file system); fix that (or pass --config.tensorboard=False) '
+                 f'and re-run the same command to resume')
+  err = capfd.readouterr().err
+  assert 'Traceback' not in err and 'Exception in thread' not in err, err
