@@ -95,3 +95,34 @@ def chunk_buffer(num_train, num_chunks, seed):
                     f'examples; lower --config.num_chunks')
   order = np.random.default_rng([seed, 0xC4A2]).permutation(num_train)
   return order[:chunk_size * num_chunks].astype(np.int32), chunk_size
+
+
+@functools.lru_cache(maxsize=None)
+def _one_value_batchnorm(model, input_shape) -> bool:
+  return models.batchnorm_values_per_channel(model, input_shape) == 1
+
+
+def one_value_batchnorm(config, ds) -> bool:
+  """Whether a training batch of one example gives some BatchNorm of the
+  run's model one value per channel (an MLP's BatchNorm1d; not a convnet's
+  BatchNorm2d over H x W > 1 values), which PyTorch refuses."""
+  return _one_value_batchnorm(make_model(config, ds.num_classes), tuple(ds.input_shape))
+
+
+def check_batch_of_one(config, ds, chunk_size) -> None:
+  """Refuse, before any compute, a run whose every batch (batch_size=1) or
+  whose first experiment (chunks of one example) is a batch of one for a
+  BatchNorm that would see one value per channel: PyTorch raises 'Expected
+  more than 1 value per channel when training'; Flax would zero the layer's
+  output and train at chance. (A last batch of one in a larger epoch is
+  dropped instead: train.train_until_converged.)"""
+  if not one_value_batchnorm(config, ds):
+    return
+  why = (f'BatchNorm in model {config.model} would normalise one value per channel in '
+         f'training mode (PyTorch refuses: "Expected more than 1 value per channel when '
+         f'training"; it would train at chance)')
+  if config.batch_size == 1:
+    raise UserError(f'config.batch_size=1: {why}; use --config.batch_size=2 or more')
+  if chunk_size == 1:
+    raise UserError(f'config.num_chunks={config.num_chunks} makes chunks of one example, '
+                    f'so experiment 1 trains on batches of one: {why}; lower --config.num_chunks')

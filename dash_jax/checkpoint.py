@@ -86,6 +86,17 @@ def _drop_closed_loop_errors() -> None:
   sys.excepthook = hook
 
 
+class SaveFailed(UserError):
+  """A checkpoint save failed; says whether an earlier checkpoint exists."""
+
+  def __init__(self, directory, why, last):
+    self.directory, self.why, self.last = directory, why, last
+    resume = (f'resume from the last saved one ({last})' if last else
+              'start the run over (no checkpoint of it was saved)')
+    super().__init__(f'saving a checkpoint in {directory} failed ({why}); fix that and '
+                     f're-run the same command to {resume}')
+
+
 class RunCheckpoints:
   """CheckpointManager for one run folder; steps number save positions."""
 
@@ -106,6 +117,8 @@ class RunCheckpoints:
     """Saves unless the previous save is under min_interval_s old (or force)."""
     now = time.monotonic()
     if not force and now - self._last_save < self.min_interval_s:
+      with self._failing_saves():  # an earlier background save that failed: now, not at the end
+        self.manager.check_for_errors()
       return False
     self._last_save = now
     # Host copies first: the jitted steps donate the device buffers.
@@ -130,9 +143,15 @@ class RunCheckpoints:
       why = next((m for m in ('No space left on device', 'Disk quota exceeded',
                               'Read-only file system', 'Permission denied') if m in text),
                  f'{type(e).__name__}: {text.splitlines()[0][:160] if text else ""}')
-      raise UserError(f'saving a checkpoint in {self.directory} failed ({why}); fix that '
-                      f'and re-run the same command to resume from the last saved one'
-                      ) from None
+      raise SaveFailed(self.directory, why, self._last_saved()) from None
+
+  def _last_saved(self):
+    """Path of the newest committed checkpoint, or None."""
+    try:
+      steps = [int(n) for n in os.listdir(self.directory) if n.isdigit()]
+    except OSError:
+      return None
+    return os.path.join(self.directory, str(max(steps))) if steps else None
 
   def restore_latest(self, template_state, template_key,
                      log: Callable[[str], None] = print

@@ -94,6 +94,18 @@ def _config_path(argv) -> str:
   return ''
 
 
+def _config_file_error(path: str, text: str) -> str:
+  """One line for a config file whose get_config() raised (ml_collections
+  puts the whole traceback in its flag error): the file, the exception, the fix."""
+  file, _, arg = path.partition(':')
+  last = [l.strip() for l in text.strip().splitlines() if l.strip()][-1]
+  if arg and re.search(r'get_config\(\) takes 0 positional arguments', last):
+    return (f'config file {file}: its get_config() takes no argument, but --config '
+            f'{path} passes {arg!r} after the colon; drop ":{arg}" (pass --config {file})')
+  where = f' with argument {arg!r}' if arg else ''
+  return f'config file {file}: get_config(){where} raised {last}; fix the file or the argument'
+
+
 @contextlib.contextmanager
 def _absl_quiet():
   level = absl_logging.get_verbosity()
@@ -123,6 +135,8 @@ def parse_flags(argv):
     if 'must have a value other than None' in str(e) and path:
       fail(f'config file {path}: get_config() returned None; make it return the '
            f'ml_collections.ConfigDict')
+    if 'Error whilst parsing config file' in str(e) and path:
+      fail(_config_file_error(path, str(e)))
     fail(f'{_one_line(e)} (see --helpfull)')
   except AttributeError as e:  # misspelled --config.FIELD
     if "attribute 'get_config'" in str(e):

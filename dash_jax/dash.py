@@ -179,6 +179,29 @@ def shrink_factors(params, direction, lam=0.3, per: str = 'kernel'):
   return jax.tree.unflatten(jax.tree.structure(params), factors)
 
 
+def _shrink(params, direction, lam, per):
+  factors = shrink_factors(params, direction, lam, per)
+  return jax.tree.map(lambda p, s: p * s, params, factors)
+
+
+def _finite(leaves) -> jax.Array:
+  """One bool per leaf: all its entries finite (an empty tree: none)."""
+  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]) if leaves else (
+      jnp.ones((0,), bool))
+
+
+def shrink_checked(params, direction, lam=0.3, per: str = 'kernel'):
+  """(shrink(...), ok): `ok` is a bool scalar, False when `direction` or
+  `params` holds a NaN or inf (the shrunk params are then not finite). For
+  use under your own jit, where `shrink` cannot raise: check `ok` outside."""
+  flags = _finite(_aligned_direction(params, direction) + jax.tree.leaves(params))
+  return _shrink(params, direction, lam, per), jnp.all(flags)
+
+
+def _traced(*trees) -> bool:
+  return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+
+
 def shrink(params, direction, lam=0.3, per: str = 'kernel'):
   """Params with every kernel slice (and each bias) scaled by clip(cos, lam, 1).
 
@@ -190,9 +213,32 @@ def shrink(params, direction, lam=0.3, per: str = 'kernel'):
   back unchanged. `params` is a linen dict / FrozenDict or an nnx.State
   (e.g. from nnx.split(model, nnx.Param, ...)); the result has its type and
   structure, ready for nnx.merge / nnx.update. Jittable (`per` static).
+
+  A NaN or inf in `direction` (or `params`) raises a UserError naming the
+  first such entry, and nothing is returned: the caller's params stay as
+  they were. Under the caller's own jit there is no raising; there, use
+  `shrink_checked`, which returns a flag to check.
   """
-  factors = shrink_factors(params, direction, lam, per)
-  return jax.tree.map(lambda p, s: p * s, params, factors)
+  if _traced(params, direction, lam):
+    return _shrink(params, direction, lam, per)
+  out = _shrink(params, direction, lam, per)
+  check_finite(direction, 'direction', like=params, fix='recompute it (a batch with a NaN '
+               'loss or input?)')
+  check_finite(params, 'params', fix='they were not finite before DASH')
+  return out
+
+
+def check_finite(tree, what, like=None, fix=''):
+  """A UserError naming the first leaf of `tree` (in `like`'s order) that
+  holds a NaN or inf; one device-to-host read of one bool per leaf."""
+  leaves = _aligned_direction(like, tree) if like is not None else jax.tree.leaves(tree)
+  paths = _leaf_paths(like if like is not None else tree)
+  flags = np.asarray(_finite(leaves))
+  if flags.all():
+    return
+  i = int(np.argmin(flags))
+  raise UserError(f'{what} {_fmt(paths[i])} holds NaN or inf ({int((~flags).sum())} of '
+                  f'{flags.size} arrays do); nothing was shrunk; {fix}')
 
 
 dash_shrink = shrink  # the protocol's name
@@ -235,8 +281,11 @@ def _scalar_loss(loss_fn, batch):
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
 def _ema_step(loss_fn, g, params, batch, alpha):
-  """One compiled program per (loss_fn, shapes): never per batch."""
-  return ema_update(g, jax.grad(_scalar_loss(loss_fn, batch))(params), alpha)
+  """One compiled program per (loss_fn, shapes): never per batch. Also
+  returns [loss finite, each gradient leaf finite] (read once, at the end)."""
+  loss, grads = jax.value_and_grad(_scalar_loss(loss_fn, batch))(params)
+  finite = jnp.concatenate([jnp.isfinite(loss)[None], _finite(jax.tree.leaves(grads))])
+  return ema_update(g, grads, alpha), finite
 
 
 def direction(loss_fn: Callable[[Any, Any], Any], params, batches: Iterable,
@@ -250,6 +299,11 @@ def direction(loss_fn: Callable[[Any, Any], Any], params, batches: Iterable,
   One compiled step per loss_fn and batch shape (pass the same function
   object each round, not a new lambda, to reuse it); memory is one
   accumulator like `params`. Returns a tree like `params`.
+
+  A batch whose loss or gradient is NaN or inf (a NaN input, a diverged
+  loss) raises a UserError naming the first such batch (counting from 0)
+  and parameter, instead of returning a direction that would turn every
+  shrunk parameter into NaN. The check is read once, after the last batch.
   """
   _check_fraction('alpha', alpha)
   try:
@@ -257,12 +311,23 @@ def direction(loss_fn: Callable[[Any, Any], Any], params, batches: Iterable,
   except TypeError:
     raise UserError(f'loss_fn must be hashable (a function, not a {type(loss_fn).__name__}); '
                     'wrap it in a def') from None
-  g, count = jax.tree.map(jnp.zeros_like, params), 0
+  g, count, flags = jax.tree.map(jnp.zeros_like, params), 0, []
   for batch in batches:
-    g = _ema_step(loss_fn, g, params, batch, alpha)
+    g, finite = _ema_step(loss_fn, g, params, batch, alpha)
+    flags.append(finite)
     count += 1
   if count == 0:
     raise UserError('batches is empty; pass the data seen so far (at least one batch)')
+  flags = np.asarray(jnp.stack(flags))
+  if not flags.all():
+    b = int(np.argmin(flags.all(axis=1)))
+    parts = [] if flags[b, 0] else ['its loss']
+    if not flags[b, 1:].all():
+      parts.append(f'the gradient of {_fmt(_leaf_paths(params)[int(np.argmin(flags[b, 1:]))])}')
+    where = ' and '.join(parts)
+    raise UserError(f'batch {b} (counting from 0) of the {count} given makes {where} NaN '
+                    f'or inf; no direction returned; check that batch for NaN/inf inputs or '
+                    f'labels out of range, or the params for a diverged model')
   return g
 
 
@@ -289,11 +354,14 @@ def apply(model, loss_fn: Callable[[Any, Any], Any], batches: Iterable, lam=0.3,
   `loss_fn(model, batch) -> scalar` gets a copy of `model` carrying the
   params being differentiated; whatever it changes on that copy (BatchNorm
   statistics, RNG counts) is thrown away. Call model.eval() first to use
-  BatchNorm's running statistics, as the paper's code does.
+  BatchNorm's running statistics, as the paper's code does. A NaN or inf
+  loss or gradient raises a UserError (see `direction`) and leaves the
+  model as it was.
   """
   _check_per(per)
   _check_fraction('lam', lam)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  # direction() and shrink() raise on NaN/inf before the model is touched
   g = direction(_ModelLoss(loss_fn, graphdef), params,
                 ((rest, batch) for batch in batches), alpha)
   nnx.update(model, shrink(params, g, lam, per))

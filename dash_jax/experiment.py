@@ -19,6 +19,7 @@ import numpy as np
 from dash_jax import (assembly, checkpoint, compiles, interventions, models, monitor,
                       parallel, provenance, results, signals, train)
 from dash_jax import data as data_lib
+from dash_jax.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +130,9 @@ def _run_group(ds, runs, workdir, log):
   # A batch beyond the whole training set is that set, as a PyTorch
   # DataLoader gives it: one batch an epoch, not one padded to batch_size.
   batch_size = min(config.batch_size, config.num_chunks * chunk_size)
+  # A last batch of one example is left out where BatchNorm would see one
+  # value per channel (PyTorch raises there): train.train_until_converged.
+  drop_single = assembly.one_value_batchnorm(config, ds)
   data = parallel.replicate({
       'train_x': ds.train_x, 'train_y': labels.astype(np.int32),
       'mean': mean.astype(np.float32), 'std': std.astype(np.float32)}, mesh)
@@ -193,6 +197,7 @@ def _run_group(ds, runs, workdir, log):
                force=stop)
     signals.check()
 
+  finished, save_failed = False, None
   try:
     for j in range(first, config.num_chunks + 1):
       start = time.perf_counter() - elapsed
@@ -203,14 +208,19 @@ def _run_group(ds, runs, workdir, log):
       for i, obs in enumerate(observers):
         obs.experiment_start(j, train.take_seed(states, i) if diagnostics else None,
                              resumed_epochs=progress[i].epochs if progress else 0)
-      states, keys, stats = train.train_until_converged(
-          states, keys, data, buffer_idx, n, step_cfg=step_cfg,
-          batch_size=batch_size, max_epoch=config.max_epoch,
-          converge_acc=config.converge_acc, mode=mode, experiment=j,
-          seeds=seeds if num_seeds > 1 else None, progress=progress,
-          checkpoint_every=config.checkpoint_every_epochs, on_epoch=on_epoch,
-          epochs_per_call=1 if diagnostics else train.EPOCHS_PER_CALL, block=block,
-          on_checkpoint=lambda s, k, p: on_checkpoint(j, start, s, k, p))
+      try:
+        states, keys, stats = train.train_until_converged(
+            states, keys, data, buffer_idx, n, step_cfg=step_cfg,
+            batch_size=batch_size, max_epoch=config.max_epoch,
+            converge_acc=config.converge_acc, mode=mode, experiment=j,
+            seeds=seeds if num_seeds > 1 else None, progress=progress,
+            checkpoint_every=config.checkpoint_every_epochs, on_epoch=on_epoch,
+            epochs_per_call=1 if diagnostics else train.EPOCHS_PER_CALL, block=block,
+            on_checkpoint=lambda s, k, p: on_checkpoint(j, start, s, k, p),
+            drop_single=drop_single)
+      except train.NonFiniteLoss as e:  # which run of the launch: its name first
+        name = runs[seeds.index(e.seed)].name if e.seed in seeds else runs[0].name
+        raise train.NonFiniteLoss(f'{name}: {e}', e.seed) from None
       progress, elapsed = None, 0.0
       test = np.asarray(per_seed(evaluate)(states))
       wall = time.perf_counter() - start
@@ -229,19 +239,43 @@ def _run_group(ds, runs, workdir, log):
       if training_type.after is not None:
         keys, k = train.split_keys(keys)
         states = intervene(training_type.after, states, k, j)
-      ckpts.save(j + 1, states, keys, experiments, prov=prov, force=signals.stop_requested())
+      try:
+        ckpts.save(j + 1, states, keys, experiments, prov=prov, force=signals.stop_requested())
+      except checkpoint.SaveFailed as e:
+        if j < config.num_chunks:
+          raise
+        save_failed = e  # every experiment is done: its results are written first, below
       if j < config.num_chunks:
         signals.check()
+    finished = True
   finally:
-    ckpts.close()
-    for obs in observers:
-      obs.close()
+    try:
+      ckpts.close()
+    except checkpoint.SaveFailed as e:
+      if not finished:
+        raise
+      save_failed = save_failed or e  # the run's results are written first, below
+    finally:
+      for obs in observers:
+        obs.close()
 
   out = []
   prov = provenance.stamp_end(prov)
   for run, exps in zip(runs, experiments):
     res = {'config': run.config.to_dict(), 'experiments': exps,
            'summary': results.summarise(exps), 'provenance': prov}
-    results.write_json(os.path.join(run.folder, results.RESULTS), res)
+    path = os.path.join(run.folder, results.RESULTS)
+    try:
+      results.write_json(path, res)
+    except UserError as e:
+      if save_failed is None:
+        raise
+      raise UserError(f'saving a checkpoint in {save_failed.directory} failed '
+                      f'({save_failed.why}) after the run finished, and {e}') from None
     out.append(res)
+  if save_failed is not None:
+    raise UserError(f'saving a checkpoint in {save_failed.directory} failed ({save_failed.why}) '
+                    f'after the run finished; its results are saved ('
+                    f'{", ".join(os.path.join(r.folder, results.RESULTS) for r in runs)}); '
+                    f'fix that and re-run the same command for the other runs')
   return out

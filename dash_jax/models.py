@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -66,6 +67,25 @@ class MLP(nn.Module):
       x = nn.relu(x)
     x = dense(self.num_classes, x.shape[-1], self.dtype, 'head')(x)
     return jnp.asarray(x, jnp.float32)
+
+
+def batchnorm_values_per_channel(model, input_shape):
+  """Fewest values per channel that any BatchNorm of `model` normalises over
+  in training mode for a batch of ONE example (None: no BatchNorm). 1 is
+  what PyTorch refuses ('Expected more than 1 value per channel when
+  training'): BatchNorm1d on one example; Flax would zero its output."""
+  seen = []
+
+  def record(next_fun, args, kwargs, context):
+    if (context.method_name == '__call__' and 'BatchNorm' in type(context.module).__name__
+        and not getattr(context.module, 'use_running_average', True) and args):
+      seen.append(math.prod(jnp.shape(args[0])[:-1]))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                      jnp.zeros((1,) + tuple(input_shape)), train=True))
+  return min(seen) if seen else None
 
 
 def _bn_mask(mask, x):

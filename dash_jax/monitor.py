@@ -9,7 +9,9 @@ nothing here changes what a run computes.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import threading
 import time
 import types
 
@@ -28,34 +30,80 @@ def _tensorboard_without_tf():
                          types.ModuleType('tensorboard.compat.notf'))
 
 
+def _quiet_writer_threads(thread_type) -> None:
+  """TensorBoard's writer thread re-raises its error (a read-only or full
+  disk) after storing it for the main thread, and Python prints that as a
+  traceback ('Exception in thread ...'). The main thread reports it, in one
+  line (ScalarWriter._failing), so only those threads' errors go unprinted."""
+  previous = threading.excepthook
+  if getattr(previous, 'dash_jax', False):
+    return
+
+  def hook(args):
+    if isinstance(args.thread, thread_type) and issubclass(args.exc_type, Exception):
+      return
+    previous(args)
+  hook.dash_jax = True
+  threading.excepthook = hook
+
+
 class ScalarWriter:
   """TensorBoard scalars in `logdir`, through tensorboard's own event-file
   writer (a background thread; no TensorFlow or PyTorch import, ~20 us a
-  value), so a per-epoch scalar costs nothing next to the epoch."""
+  value), so a per-epoch scalar costs nothing next to the epoch. A write
+  that fails (in that thread or here) is one UserError naming the file,
+  raised once; the writer is then dropped."""
 
   def __init__(self, logdir):
     _tensorboard_without_tf()
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer import event_file_writer
+    _quiet_writer_threads(event_file_writer._AsyncWriterThread)
     self._event, self._summary = event_pb2.Event, summary_pb2.Summary
-    self._writer = event_file_writer.EventFileWriter(logdir, flush_secs=30)
+    self._path, self._writer = logdir, None
+    with self._failing():
+      self._writer = event_file_writer.EventFileWriter(logdir, flush_secs=30)
+      self._path = getattr(self._writer, '_file_name', logdir)
+
+  @contextlib.contextmanager
+  def _failing(self):
+    try:
+      yield
+    except Exception as e:  # noqa: BLE001 - whatever the writer thread stored
+      writer, self._writer = self._writer, None  # reported once: nothing more written
+      if writer is not None:
+        with contextlib.suppress(Exception):
+          writer._async_writer._closed = True  # its thread is dead; close() would raise again
+      why = e.strerror if isinstance(e, OSError) and e.strerror else f'{type(e).__name__}: {e}'
+      raise UserError(f'writing TensorBoard scalars to {os.fsdecode(self._path)} failed '
+                      f'({why}); fix that (or pass --config.tensorboard=False) and re-run '
+                      f'the same command to resume') from None
+
+  def _add(self, event):
+    if self._writer is not None:
+      with self._failing():
+        self._writer.add_event(event)
 
   def scalar(self, tag, value, step):
     value = self._summary.Value(tag=tag, simple_value=float(value))
-    self._writer.add_event(self._event(wall_time=time.time(), step=int(step),
-                                       summary=self._summary(value=[value])))
+    self._add(self._event(wall_time=time.time(), step=int(step),
+                          summary=self._summary(value=[value])))
 
   def hparams(self, values: dict, trial_id: str):
     """The run's row in TensorBoard's HParams view (its metrics: the scalars)."""
     from tensorboard.plugins.hparams import summary_v2
     summary = summary_v2.hparams_pb(values, trial_id=trial_id)
-    self._writer.add_event(self._event(wall_time=time.time(), step=0, summary=summary))
+    self._add(self._event(wall_time=time.time(), step=0, summary=summary))
 
   def flush(self):
-    self._writer.flush()
+    if self._writer is not None:
+      with self._failing():
+        self._writer.flush()
 
   def close(self):
-    self._writer.close()
+    if self._writer is not None:
+      with self._failing():
+        self._writer.close()
 
 
 def hparams(config) -> dict:

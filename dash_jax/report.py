@@ -71,6 +71,7 @@ class Row:
   best: dict = dataclasses.field(default_factory=dict)
   environments: list = dataclasses.field(default_factory=list)
   swept: tuple = ()  # ((field, value), ...) of its launch's swept fields
+  unfinished: list = dataclasses.field(default_factory=list)  # seeds with no results yet
 
 
 # ------------------------------------------------------------------ gather
@@ -97,6 +98,30 @@ def gather(dirs) -> tuple[list[Run], list[str]]:
     raise UserError(f'no complete results.json below {", ".join(dirs)}{detail}; '
                     f'pass the workdir of a finished launch')
   return runs, skipped
+
+
+def unfinished(dirs) -> dict:
+  """Run key -> [(seed, folder)] of runs started but not finished below
+  `dirs`: a run folder with its config.json and no results.json (a launch
+  still going, or one that stopped; a replaced run's old folder is left out)."""
+  out = {}
+  for d in dirs:
+    for root, subdirs, files in os.walk(d):
+      subdirs.sort()
+      if (results_lib.RUN_CONFIG not in files or results_lib.RESULTS in files
+          or '.replaced-' in os.path.basename(root)):
+        continue
+      try:
+        with open(os.path.join(root, results_lib.RUN_CONFIG)) as f:
+          config = json.load(f)
+        if config.get('experiment', 'incremental') != 'incremental':
+          continue
+        seed = results_lib.seed_of(config)
+        key = Run(None, config, []).key
+      except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        continue  # not a run's config: nothing to say about it
+      out.setdefault(key, []).append((seed, root))
+  return out
 
 
 def _read_run(path):
@@ -222,8 +247,10 @@ def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
             '|---|---|' + '---:|' * (len(swept) + 1 + len(METRICS))]
     for r in block:
       values = ''.join(f'{dict(r.swept).get(f, "")} | ' for f in swept)
+      seeds = (f'{len(r.seeds)} of {len(r.seeds) + len(r.unfinished)} finished'
+               if r.unfinished else f'{len(r.seeds)}')
       out.append(f'| {r.optimizer.upper()} | {label(r.train_type)} | {values}'
-                 f'{len(r.seeds)} | ' + ' | '.join(_cell(r, m) for m in METRICS) + ' |')
+                 f'{seeds} | ' + ' | '.join(_cell(r, m) for m in METRICS) + ' |')
     out.append('')
     out += aggregate.environment_lines(
         (f'{r.optimizer.upper()} {label(r.train_type, r.swept)}', r.environments)
@@ -438,6 +465,15 @@ def write(dirs, out_dir=None) -> Report:
     sensitivity[field] = os.path.join(out_dir, sensitivity_name(field))
     build_sensitivity(field, blocks).savefig(sensitivity[field])
   notes = mismatches(groups) + [f'skipped {s}' for s in skipped]
+  started = unfinished(dirs)
+  for r in rows:
+    r.unfinished = sorted(seed for seed, _ in started.get((r.dataset, r.optimizer,
+                                                           r.train_type, r.swept), ()))
+  for (dataset, opt, tt, swept), waiting in started.items():
+    where = '/'.join([str(dataset), opt, tt] + [f'{f}={v}' for f, v in swept])
+    notes.append(f'{where}: not finished (no results.json yet, the table leaves '
+                 f'them out): ' + ', '.join(f'seed {seed} in {folder}'
+                                            for seed, folder in sorted(waiting)))
   text = markdown(rows, figures, notes, sensitivity)
   paths = {'markdown': os.path.join(out_dir, 'report.md'),
            'csv': os.path.join(out_dir, 'report.csv'), **figures,

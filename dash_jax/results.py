@@ -79,9 +79,12 @@ def write_json(path, obj):
     with open(tmp, 'w') as f:
       json.dump(obj, f, indent=2)
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     with contextlib.suppress(OSError):
       os.remove(tmp)  # a full disk leaves nothing half-written behind
+    if isinstance(e, OSError):  # a full or read-only disk: one line naming the file
+      raise UserError(f'writing {path} failed ({e.strerror or e}); fix that and re-run '
+                      f'the same command') from None
     raise
 
 

@@ -7,6 +7,7 @@ model, dash_jax/synthetic.py).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -178,8 +179,13 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   if hosts.is_main:  # refuse another config before the data loads (a read: no lock) ...
     check_workdir(config, workdir, specs, log, dry_run=True)
   ds = data_lib.load(config)
-  for num_chunks in {run_config(config, s).num_chunks for s in specs}:  # fail early
-    assembly.chunk_buffer(len(ds.train_y), num_chunks, 0)  # if too many
+  checked = set()
+  for spec in specs:  # fail early: too many chunks, BatchNorm over batches of one
+    cfg = run_config(config, spec)
+    if (cfg.model, cfg.batch_size, cfg.num_chunks) not in checked:
+      checked.add((cfg.model, cfg.batch_size, cfg.num_chunks))
+      _, chunk_size = assembly.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
+      assembly.check_batch_of_one(cfg, ds, chunk_size)
   if hosts.is_main:  # ... and claim the workdir once it has loaded
     claim_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')
@@ -212,18 +218,20 @@ def _start_workers(config, workdir, count) -> list:
   fresh interpreter (its own JAX), handed the config as a pickle."""
   if count <= 0:
     return []
-  fd, path = tempfile.mkstemp(prefix='.workers-', suffix='.pkl', dir=workdir)
-  with os.fdopen(fd, 'wb') as f:
-    pickle.dump(config, f)
   package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       p for p in (package_root, os.environ.get('PYTHONPATH', '')) if p))
   code = 'import sys; from dash_jax import runs; runs.worker_main(*sys.argv[1:])'
-  workers = [subprocess.Popen([sys.executable, '-c', code, path, workdir, str(i),
-                               str(os.getpid())], env=env)
-             for i in range(1, count + 1)]
-  for w in workers:
+  workers = []
+  for i in range(1, count + 1):  # a file each: its worker deletes it once read
+    fd, path = tempfile.mkstemp(prefix='.workers-', suffix='.pkl', dir=workdir)
+    with os.fdopen(fd, 'wb') as f:
+      pickle.dump(config, f)
+    w = subprocess.Popen([sys.executable, '-c', code, path, workdir, str(i),
+                          str(os.getpid())], env=env)
     w.config_path = path
+    workers.append(w)
+  signals.forward_to(w.pid for w in workers)  # a SIGTERM here reaches them at once
   return workers
 
 
@@ -232,13 +240,15 @@ def _stop_workers(workers, early=False) -> None:
   waits on the runs they hold); if this process stops early, ask them to
   save and stop (SIGTERM), as its own loop does."""
   failed = []
+  signals.forward_to(())
   for i, w in enumerate(workers, 1):
-    if early and w.poll() is None:
+    if early and w.poll() is None and not signals.stop_requested():  # else: already told
       w.terminate()
     if w.wait() != 0 and not early:
       failed.append(f'{i} (exit {w.returncode})')
-  for path in {w.config_path for w in workers}:
-    os.remove(path)
+  for w in workers:  # a worker that died before reading its file
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(w.config_path)
   if failed:
     raise UserError(f'worker process {", ".join(failed)} failed; re-run the same '
                     f'command to resume its runs')
@@ -256,6 +266,8 @@ def worker_main(config_path, workdir, index, parent_pid) -> None:
   threading.Thread(target=watch_parent, daemon=True).start()
   with open(config_path, 'rb') as f:
     config = pickle.load(f)
+  with contextlib.suppress(FileNotFoundError):  # read: nobody needs it (a killed
+    os.remove(config_path)                      # parent would leave it behind)
   with config.unlocked():
     config.progress = False
   try:

@@ -13,8 +13,12 @@ and the run locks go with the process.
 
 SIGTERM (a scheduler's notice) inside the experiment loop instead asks the
 loop to save a checkpoint at its next checkpoint point or experiment
-boundary and then stop (Terminated), so the relaunch loses little work; a
-second SIGTERM, or one outside the loop, exits at once.
+boundary and then stop (Terminated), so the relaunch loses little work. A
+second SIGTERM within REPEAT_WINDOW_S of the first is the same request
+(coreutils `timeout`, SLURM and Kubernetes signal the process and then its
+process group) and is ignored; SIGINT, a SIGTERM outside the loop, a later
+SIGTERM or a third one exits at once. The first SIGTERM is passed on to the
+launch's worker processes (`forward_to`), so theirs arrives in the same window.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 INTERRUPTED = ('interrupted; re-run the same command to resume', 130)
 TERMINATED = ('terminated; re-run the same command to resume', 143)
@@ -34,6 +39,10 @@ _loops = 0  # experiment loops running that can save before stopping
 _watcher = None
 _wake_fd = -1
 _quiet = False  # a launch's worker process: its parent prints the one line
+REPEAT_WINDOW_S = 2.0  # a SIGTERM this soon after the first is the same request
+_first_term = None  # time.monotonic() of the first SIGTERM
+_repeats = 0  # SIGTERMs taken as repeats of the first
+_children: list = []  # worker pids the first SIGTERM is passed on to
 
 
 class Terminated(Exception):
@@ -75,11 +84,31 @@ def exit_now(message: str, code: int) -> None:
   os._exit(code)
 
 
+def forward_to(pids) -> None:
+  """Pass the first SIGTERM on to these processes (a launch's workers)."""
+  _children[:] = list(pids)
+
+
 def _on_signal(signum: int) -> None:
+  global _first_term, _repeats
   if signum == signal.SIGTERM:
+    now = time.monotonic()
     with _lock:
-      defer = _loops > 0 and not _stop.is_set()
+      if (_first_term is not None and _repeats == 0
+          and now - _first_term <= REPEAT_WINDOW_S):
+        _repeats += 1  # the process group's copy of the same request
+        return
+      first = _first_term is None
+      if first:
+        _first_term = now
+      defer = first and _loops > 0
       _stop.set()
+    if first:
+      for pid in _children:
+        try:
+          os.kill(pid, signal.SIGTERM)
+        except OSError:  # already gone
+          pass
     if not defer:
       exit_now(*TERMINATED)
     return

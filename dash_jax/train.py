@@ -41,7 +41,11 @@ class StepConfig:
 
 
 class NonFiniteLoss(UserError):
-  pass
+  """A NaN/inf training loss; `seed` says which seed of a group (None: a plain run)."""
+
+  def __init__(self, message, seed=None):
+    super().__init__(message)
+    self.seed = seed
 
 
 def normalise(x_uint8, mean, std):
@@ -431,7 +435,7 @@ def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
                           batch_size, max_epoch, converge_acc, mode='scan',
                           experiment=0, seeds=None, on_epoch=None, progress=None,
                           checkpoint_every=0, on_checkpoint=None,
-                          epochs_per_call=EPOCHS_PER_CALL, block=1):
+                          epochs_per_call=EPOCHS_PER_CALL, block=1, drop_single=False):
   """Epochs of shuffled batches for a seed group (leading axis S) until each
   seed's epoch running train accuracy reaches `converge_acc` or `max_epoch`
   epochs ran; a finished seed is frozen while the others go on.
@@ -444,9 +448,15 @@ def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
   `progress` (one Progress a seed) resumes an interrupted experiment; every
   `checkpoint_every` epochs (if not finished) `on_checkpoint(states, keys,
   progress)` is called. Returns states, keys and one TrainStats a seed.
+
+  `drop_single` (a model whose BatchNorm sees one value per channel for one
+  example): when n = 1 mod batch_size the epoch's last batch, of one
+  example, is left out (a different example each epoch, as the order is
+  drawn anew): PyTorch's DataLoader(drop_last=False) would hand BatchNorm1d
+  that batch and raise, and Flax would zero its output. Other n: unchanged.
   """
   num_seeds = keys.shape[0]
-  num_batches = math.ceil(n / batch_size)
+  num_batches = num_train_batches(n, batch_size, drop_single)
   progress = ([dataclasses.replace(p) for p in progress] if progress
               else [Progress() for _ in range(num_seeds)])
   done = [p.epochs > 0 and p.converged(converge_acc, max_epoch) for p in progress]
@@ -484,6 +494,15 @@ def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
   return states, keys, [p.stats(num_batches) for p in progress]
 
 
+def num_train_batches(n, batch_size, drop_single=False) -> int:
+  """Batches of an epoch over n examples; with `drop_single` a last batch of
+  one example is left out (see train_until_converged)."""
+  num_batches = math.ceil(n / batch_size)
+  if drop_single and n % batch_size == 1 and num_batches > 1:
+    num_batches -= 1
+  return num_batches
+
+
 def record_epoch(progress, acc, loss, experiment, seed=None):
   """Add one epoch's running figures; a NaN/inf loss stops the run loudly."""
   progress.epochs += 1
@@ -491,7 +510,7 @@ def record_epoch(progress, acc, loss, experiment, seed=None):
     where = '' if seed is None else f'seed {seed}, '
     raise NonFiniteLoss(
         f'non-finite training loss ({loss}) at {where}experiment {experiment}, '
-        f'epoch {progress.epochs}; lower --config.learning_rate')
+        f'epoch {progress.epochs}; lower --config.learning_rate', seed)
   progress.acc_sum += acc
   progress.loss_sum += loss
   progress.last_acc = acc
