@@ -172,6 +172,7 @@ def claim_workdir(config, workdir, specs, log=print) -> None:
 def run_incremental(config, workdir: str, log=print) -> dict:
   """Every run of the launch, then the summary table over seeds and the report."""
   config_lib.validate(config)
+  config = data_lib.fingerprinted(config)  # a file dataset's sha256, for the guard
   specs = list(run_specs(config))
   hosts = parallel.initialize_hosts(config)
   compiles.use_disk_cache(config.compile_cache_dir, config.compile_cache_gb)
@@ -180,6 +181,8 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   ds = data_lib.load(config)
   for num_chunks in {run_config(config, s).num_chunks for s in specs}:  # fail early
     assembly.chunk_buffer(len(ds.train_y), num_chunks, 0)  # if too many
+  for model in {run_config(config, s).model for s in specs}:  # a convnet on features
+    assembly.check_input_shape(model, ds)
   if hosts.is_main:  # ... and claim the workdir once it has loaded
     claim_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')
