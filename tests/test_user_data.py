@@ -4,6 +4,8 @@ dir, and mock data), chunk_order='given', the file guard, and one test per
 bad input (one line on stderr, exit 2, nothing written)."""
 import json
 import os
+import re
+import shlex
 
 import numpy as np
 import pytest
@@ -20,19 +22,22 @@ TINY = ['--config.train_type=warm', '--config.seeds=0', '--config.num_chunks=2',
         '--config.tensorboard=False']
 
 
-def launch_main(workdir, *overrides, config='configs/default.py'):
-  """launch.py's main as a function call: its exit code (0 when it returns)."""
+def launch_argv(argv):
+  """`python launch.py ARGV` as a function call: its exit code (0 when it returns)."""
   import launch  # defines the --config and --workdir flags once
   from absl import flags
   for name in [n for n in flags.FLAGS if n.startswith('config.')]:
     delattr(flags.FLAGS, name)  # a previous call's overrides: defined again by this parse
-  argv = ['launch.py', '--config', os.path.join(ROOT, config), '--workdir', str(workdir),
-          *TINY, *overrides]
   try:
-    launch.main(cli.parse_flags(argv))
+    launch.main(cli.parse_flags(['launch.py', *argv]))
   except SystemExit as e:
     return e.code
   return 0
+
+
+def launch_main(workdir, *overrides, config='configs/default.py'):
+  return launch_argv(['--config', os.path.join(ROOT, config), '--workdir', str(workdir),
+                      *TINY, *overrides])
 
 
 def features(n, d=6, k=3, seed=0):
@@ -408,3 +413,41 @@ def test_unknown_dataset_and_misplaced_fields(capsys, tmp_path):
   _refused(capsys, tmp_path / 'w', 'config.image_size=8 applies to folder datasets only',
            '--config.image_size=8')
   _refused(capsys, tmp_path / 'w', "unknown chunk_order 'time'", '--config.chunk_order=time')
+
+
+# --------------------------------------------------------------- the README's example
+
+
+def readme_example():
+  """The code blocks of README.md's 'Your data' example, in order: the
+  python block after the marker, then the bash block."""
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    text = f.read()
+  section = text.split('<!-- your-data-example -->', 1)[1].split('\n## ', 1)[0]
+  blocks = re.findall(r'```(\w+)\n(.*?)```', section, re.S)
+  assert [lang for lang, _ in blocks] == ['python', 'bash'], blocks
+  return blocks[0][1], blocks[1][1]
+
+
+@pytest.mark.slow
+def test_readme_your_data_example_runs_as_written(tmp_path, monkeypatch, capsys):
+  """The python block as written, then each bash line: launch.py through its
+  main (with a tiny config appended: fewer seeds, chunks, epochs), cat by
+  reading the file."""
+  python, bash = readme_example()
+  monkeypatch.chdir(tmp_path)  # the example writes data/ and runs/ where it runs
+  exec(compile(python, 'README.md', 'exec'), {'__name__': '__readme__'})
+  with np.load('data/breast_cancer.npz') as f:
+    assert f['x_train'].shape == (398, 30) and f['x_test'].shape == (171, 30)
+  commands = [shlex.split(line) for line in bash.replace('\\\n', ' ').splitlines() if line.strip()]
+  assert [c[:2] for c in commands] == [['python', 'launch.py'], ['cat', 'runs/breast_cancer/report.md']]
+  argv = [os.path.join(ROOT, a) if a.startswith('configs/') else a for a in commands[0][2:]]
+  tiny = ['--config.seeds=0', '--config.num_chunks=2', '--config.max_epoch=3',
+          '--config.width=16', '--config.compile_cache_dir=', '--config.progress=False',
+          '--config.tensorboard=False']
+  assert launch_argv(argv + tiny) == 0
+  with open(commands[1][1]) as f:
+    report = f.read()
+  assert '## data/breast_cancer.npz' in report
+  for tt in ('Cold', 'Warm', 'S&P', 'DASH'):
+    assert f'| SGD | {tt} | 1 |' in report
