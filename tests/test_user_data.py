@@ -156,6 +156,7 @@ def test_image_folder_of_pngs(tmp_path):
   assert ds.train_x.shape == (7, 4, 4, 1) and ds.source['image_size'] == 4
 
 
+@pytest.mark.slow
 def test_tfds_name_through_a_builder_prepared_in_a_temp_dir(tfds_dir):
   digits = data.load(_config('digits', tfds_dir))
   ds = data.load(_config('tfds:dash_digits', tfds_dir))
@@ -167,8 +168,11 @@ def test_tfds_name_through_a_builder_prepared_in_a_temp_dir(tfds_dir):
                            test_split='test[:10]'))
   assert len(half.train_y) == 629 and len(half.test_y) == 10
   np.testing.assert_array_equal(half.train_x, digits.train_x[:629])
+  with pytest.raises(UserError, match="config.train_split='tran' is not a split of it"):
+    data.load(_config('tfds:dash_digits', tfds_dir, train_split='tran'))
 
 
+@pytest.mark.slow
 def test_tfds_name_under_mock_data(mock_tfds, tmp_path):
   with mock_tfds(num_examples=30):
     ds = data.load(_config('tfds:mnist', tmp_path))
@@ -373,6 +377,7 @@ def test_image_folder_with_an_unreadable_image(capsys, tmp_path):
            f'--config.dataset=folder:{path}')
 
 
+@pytest.mark.slow
 def test_tfds_name_not_prepared_says_how(capsys, tmp_path):
   line = _refused(capsys, tmp_path / 'w', "tfds dataset 'mnist' is not prepared in",
                   '--config.dataset=tfds:mnist', f'--config.data_dir={tmp_path}/tfds')
@@ -382,6 +387,7 @@ def test_tfds_name_not_prepared_says_how(capsys, tmp_path):
            '--config.dataset=tfds:no_such_set', f'--config.data_dir={tmp_path}/tfds')
 
 
+@pytest.mark.slow
 def test_tfds_builder_without_supervised_keys_names_its_features(capsys, tmp_path):
   tfds = pytest.importorskip('tensorflow_datasets')
 
