@@ -36,6 +36,13 @@ def get_config():
   # to [0, 1]) or 'none' (as stored)
   config.normalize = 'auto'
   config.num_train = 0  # >0: keep a seeded random subset of the training split
+  # Your own data (README, 'Your data'): dataset = 'PATH.npz' (x_train, y_train,
+  # x_test, y_test), 'tfds:NAME[/CONFIG]' or 'folder:PATH' (train/CLASS/*.png,
+  # test/CLASS/*). These fields apply to one kind each:
+  config.train_split = 'train'  # tfds: a tfds split string, e.g. 'train[:90%]'
+  config.test_split = 'test'  # tfds: e.g. 'validation' or 'train[90%:]'
+  config.image_size = 0  # folder: resize every image to NxN; 0 = keep (one size)
+  config.num_classes = 0  # npz: classes K (labels 0..K-1); 0 = largest label + 1
 
   # Model.
   config.model = 'mlp'
@@ -48,6 +55,10 @@ def get_config():
 
   # Protocol.
   config.num_chunks = 20
+  # How the training split is cut into chunks: 'random' (the paper's: a seeded
+  # permutation) or 'given' (the data's own order, chunk k its k-th slice: a
+  # stream replayed as it arrived). Changes the numbers: a science field.
+  config.chunk_order = 'random'
   config.max_epoch = 500
   config.converge_acc = 0.999
 

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from dash_jax import interventions, models, optim, sota, train
+from dash_jax import config as config_lib
 from dash_jax.errors import UserError
 
 SCAN_BLOCK_ACCELERATOR = 16  # steps per host round trip of a compiled epoch off CPU
@@ -39,10 +40,13 @@ def normalisation(config, ds):
 
   Images, in pixel units: dataset statistics, or [0, 1] scaling for the MLP
   (the original code does not normalise there). Float features: per-feature
-  statistics of the training split, or none; 'auto' is the dataset's choice."""
+  statistics of the training split, or none. 'auto' is the dataset's choice
+  (Dataset.auto_normalize: 'standard' for a user's images and features)."""
   mode = config.normalize
-  if mode == 'auto' and not ds.is_image:
+  if mode == 'auto' and ds.auto_normalize is not None:  # the dataset's own rule
     mode = ds.auto_normalize
+  elif mode == 'auto' and not ds.is_image:
+    mode = 'standard'
   elif mode == 'auto':  # the original normalises Tiny-ImageNet for every model
     mode = ('unit' if (config.model == 'mlp' and ds.name not in
                        ('digits', 'tiny_imagenet')) else 'standard')
@@ -86,15 +90,33 @@ def step_config(config, train_type: str, dataset_name: str) -> train.StepConfig:
       lr_schedule=sota.lr_schedule(config))
 
 
-def chunk_buffer(num_train, num_chunks, seed):
-  """Dataset indices in buffer order: a seeded random split into equal
-  chunks (remainder dropped), chunk 1 first."""
+CHUNK_ORDERS = config_lib.CHUNK_ORDERS
+
+
+def chunk_buffer(num_train, num_chunks, seed, order='random'):
+  """Dataset indices in buffer order, chunk 1 first, in equal chunks
+  (remainder dropped): order 'random' (the paper's) a seeded permutation;
+  'given' the training split's own order, chunk k its k-th slice (data that
+  arrived in time order replayed in that order; the seed plays no part)."""
   chunk_size = num_train // num_chunks
   if chunk_size < 1:
     raise UserError(f'num_chunks={num_chunks} exceeds the {num_train} training '
                     f'examples; lower --config.num_chunks')
-  order = np.random.default_rng([seed, 0xC4A2]).permutation(num_train)
-  return order[:chunk_size * num_chunks].astype(np.int32), chunk_size
+  if order == 'given':
+    idx = np.arange(num_train)
+  elif order == 'random':
+    idx = np.random.default_rng([seed, 0xC4A2]).permutation(num_train)
+  else:
+    raise UserError(f'unknown chunk_order {order!r}; valid: {", ".join(CHUNK_ORDERS)}')
+  return idx[:chunk_size * num_chunks].astype(np.int32), chunk_size
+
+
+def check_input_shape(model_name, ds) -> None:
+  """A convnet needs images (H, W, C) per example; the MLP takes any shape."""
+  if model_name != 'mlp' and len(ds.input_shape) != 3:
+    raise UserError(f'model {model_name!r} is a convnet and needs images (H, W, C) per '
+                    f'example, but {ds.name} holds inputs of shape {tuple(ds.input_shape)} '
+                    f'(N={len(ds.train_y)}); use --config.model=mlp')
 
 
 @functools.lru_cache(maxsize=None)

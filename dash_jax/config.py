@@ -25,7 +25,8 @@ EXECUTION_FIELDS = frozenset({
 LIST_FIELDS = frozenset({'train_type', 'optimizer', 'seeds', 'sota_milestones'})
 # Fields a launch needs one value of: execution fields, the experiment, and
 # what the launch's one dataset load reads.
-UNSWEEPABLE_FIELDS = EXECUTION_FIELDS | {'experiment', 'dataset', 'num_train'}
+UNSWEEPABLE_FIELDS = EXECUTION_FIELDS | {'experiment', 'dataset', 'num_train', 'train_split',
+                                         'test_split', 'image_size', 'num_classes'}
 # A run config's list of its swept fields (runs.run_config writes it).
 SWEPT = 'swept'
 # Swept fields in run names: these first, by these names; others by field
@@ -45,18 +46,28 @@ def field_order(field: str):
 _DERIVED_FIELDS = frozenset({'seed'})
 # Result-affecting fields added since runs were first saved: absent from an
 # older run's config means this value (so older workdirs still resume).
-ADDED_FIELDS = {'precision': 'float32'}
+ADDED_FIELDS = {'precision': 'float32', 'chunk_order': 'random', 'train_split': 'train',
+                'test_split': 'test', 'image_size': 0, 'num_classes': 0}
+CHUNK_ORDERS = ('random', 'given')
+# Derived run-config field: a file dataset's sha256 (data.fingerprinted).
+DATASET_SHA256 = 'dataset_sha256'
 
 
 def differing_fields(saved: dict, current: dict) -> list[str]:
-  """'field: old -> new' for each result-affecting field that differs."""
+  """'field: old -> new' for each result-affecting field that differs (a
+  file dataset's contents: 'contents of FILE: sha256 old -> new')."""
   out = []
   for field in sorted(set(saved) | set(current)):
     if field in EXECUTION_FIELDS or field in _DERIVED_FIELDS:
       continue
     old, new = (saved.get(field, ADDED_FIELDS.get(field, '(absent)')),
                 current.get(field, '(absent)'))
-    if old != new:
+    if old == new:
+      continue
+    if field == DATASET_SHA256 and saved.get('dataset') == current.get('dataset'):
+      out.append(f'contents of {current.get("dataset")} changed: sha256 {str(old)[:16]}... '
+                 f'-> {str(new)[:16]}...')
+    else:
       out.append(f'{field}: {old!r} -> {new!r}')
   return out
 
@@ -102,7 +113,7 @@ def sweeps(config) -> dict[str, list]:
     if field in LIST_FIELDS or not _is_list(values):
       continue
     if field in UNSWEEPABLE_FIELDS:
-      why = ('the launch loads one dataset' if field in ('dataset', 'num_train')
+      why = ('the launch loads one dataset' if field not in EXECUTION_FIELDS | {'experiment'}
              else 'it sets up the launch, not a run')
       raise UserError(f'config.{field} takes one value, not a list ({why}); '
                       f'launch once per value, each into its own --workdir')
@@ -178,7 +189,8 @@ def _validate_single(config) -> None:
   if any(not 0 <= s < 2**32 for s in parse_list(config.seeds, int, 'seeds')):
     raise UserError(f'config.seeds={config.seeds!r} must list integers in [0, 2**32); '
                     f'e.g. --config.seeds=0,1,2')
-  _choice(config, 'dataset', data.DATASETS)
+  data.check(config)  # a registered name, PATH.npz, tfds:NAME or folder:PATH
+  _choice(config, 'chunk_order', CHUNK_ORDERS)
   _choice(config, 'model', models.MODELS)
   _choice(config, 'epoch_mode', EPOCH_MODES)
   _choice(config, 'normalize', NORMALIZE)

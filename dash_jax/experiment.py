@@ -125,7 +125,8 @@ def _run_group(ds, runs, workdir, log):
   mean, std = assembly.normalisation(config, ds)
   labels = np.stack([data_lib.noisy_labels(ds.train_y, config.label_noise,
                                            ds.num_classes, s) for s in seeds])
-  buffers = [assembly.chunk_buffer(labels.shape[1], config.num_chunks, s) for s in seeds]
+  buffers = [assembly.chunk_buffer(labels.shape[1], config.num_chunks, s,
+                                   config.get('chunk_order', 'random')) for s in seeds]
   chunk_size = buffers[0][1]
   # A batch beyond the whole training set is that set, as a PyTorch
   # DataLoader gives it: one batch an epoch, not one padded to batch_size.

@@ -173,12 +173,15 @@ def claim_workdir(config, workdir, specs, log=print) -> None:
 def run_incremental(config, workdir: str, log=print) -> dict:
   """Every run of the launch, then the summary table over seeds and the report."""
   config_lib.validate(config)
+  config = data_lib.fingerprinted(config)  # a file dataset's sha256, for the guard
   specs = list(run_specs(config))
   hosts = parallel.initialize_hosts(config)
   compiles.use_disk_cache(config.compile_cache_dir, config.compile_cache_gb)
   if hosts.is_main:  # refuse another config before the data loads (a read: no lock) ...
     check_workdir(config, workdir, specs, log, dry_run=True)
   ds = data_lib.load(config)
+  for model in {run_config(config, s).model for s in specs}:  # a convnet on features
+    assembly.check_input_shape(model, ds)
   checked = set()
   for spec in specs:  # fail early: too many chunks, BatchNorm over batches of one
     cfg = run_config(config, spec)

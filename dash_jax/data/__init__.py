@@ -1,5 +1,7 @@
 """Datasets by name: each loads once into host memory, images as uint8
-pixels and features (MNIST-1D's signals) as float32.
+pixels and features (MNIST-1D's signals) as float32. Besides the registered
+names, a user's own data: PATH.npz / npz:PATH, tfds:NAME[/CONFIG] and
+folder:PATH (dash_jax/data/user.py).
 
 Chunks and batches are index arrays into these; normalisation happens on the
 accelerator inside the jitted step, so the data crosses the bus once, images
@@ -17,7 +19,7 @@ from dash_jax.data.base import (Dataset, cache_path, data_dir, feature_stats, pi
                                 read_cache, tfds_split_arrays)
 from dash_jax.errors import UserError
 
-__all__ = ['DATASETS', 'Dataset', 'data_dir', 'load', 'noisy_labels']
+__all__ = ['DATASETS', 'Dataset', 'data_dir', 'fingerprinted', 'kind', 'load', 'noisy_labels']
 
 
 # The offline builders' tfds names and versions (their modules import tfds,
@@ -108,12 +110,44 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 }
 
 
+def kind(name) -> tuple[str, str]:
+  """(kind, target) of config.dataset: ('registered', name), ('npz', path),
+  ('tfds', name) or ('folder', path); UserError for none of them."""
+  from dash_jax.data import user
+  return user.parse(name, DATASETS)
+
+
+def check(config) -> None:
+  """The dataset's form and the fields only some forms read (no file read)."""
+  from dash_jax.data import user
+  user.check_fields(config, kind(config.dataset)[0])
+
+
+# The derived run-config field holding a file dataset's sha256: the workdir
+# guard then refuses runs made from other file contents.
+SHA256_FIELD = 'dataset_sha256'
+
+
+def fingerprinted(config):
+  """`config`, or for a file dataset (npz, image folder) a copy with
+  config.dataset_sha256 set: its contents' sha256, hashed once a process."""
+  from dash_jax.data import user
+  k, target = kind(config.dataset)
+  found = user.fingerprint(k, target)
+  if found is None:
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config[SHA256_FIELD] = found['sha256']
+  return config
+
+
 def load(config) -> Dataset:
   """The named dataset with the config's training subset applied."""
-  if config.dataset not in DATASETS:
-    raise UserError(f'unknown dataset {config.dataset!r}; valid: '
-                    f'{", ".join(sorted(DATASETS))}')
-  ds = DATASETS[config.dataset](config)
+  from dash_jax.data import user
+  k, target = kind(config.dataset)
+  user.check_fields(config, k)
+  ds = DATASETS[target](config) if k == 'registered' else user.LOADERS[k](config, target)
   if config.num_train > len(ds.train_y):
     raise UserError(f'config.num_train={config.num_train} exceeds the {len(ds.train_y)} '
                     f'training examples of {config.dataset}; lower it, or 0 for all')

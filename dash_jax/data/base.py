@@ -29,12 +29,14 @@ class Dataset:
   num_classes: int
   mean: np.ndarray  # (C,) for images, x.shape[1:] for features; float32
   std: np.ndarray
-  # What normalize='auto' means for float features: 'standard' (per-feature
-  # statistics of the training split) or 'none' (data already standardised).
-  auto_normalize: str = 'standard'
+  # What normalize='auto' means: 'standard' (the statistics above), 'none'
+  # (data already standardised) or 'unit'; None: the rule of the paper's
+  # datasets (assembly.normalisation): images 'unit' for the MLP except digits
+  # and Tiny-ImageNet, else 'standard'; float features 'standard'.
+  auto_normalize: str | None = None
   # Where the data came from, for results.json's provenance.dataset (a
-  # generator's arguments and version, a file's size and sha256); None: a
-  # registered dataset that needs no more than its name.
+  # generator's arguments and version, a file's path, size and sha256);
+  # None: a registered dataset that needs no more than its name.
   source: dict | None = None
 
   @property
