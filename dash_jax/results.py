@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from dash_jax import config as config_lib
 from dash_jax.errors import UserError
 
 RESULTS = 'results.json'
@@ -68,7 +69,7 @@ def read_run_config(path) -> dict:
   saved = read_json(path, fix)
   if not isinstance(saved, dict):
     raise UserError(f'{path} is damaged (not a config); {fix}')
-  return saved
+  return config_lib.upgrade(saved)
 
 
 def write_json(path, obj):

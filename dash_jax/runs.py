@@ -379,7 +379,7 @@ EXPERIMENTS: dict[str, Callable[..., dict]] = {
 
 def run(config, workdir: str, log=print) -> dict:
   """Run a launch of `config.experiment` into `workdir`."""
-  name = config.get('experiment', 'incremental')
+  name = config.experiment
   if name not in EXPERIMENTS:
     raise UserError(f'unknown experiment {name!r}; valid: {", ".join(sorted(EXPERIMENTS))}')
   return EXPERIMENTS[name](config, usable_workdir(workdir), log)
