@@ -29,6 +29,9 @@ from flax import nnx
 
 from dash_jax.errors import UserError
 
+__all__ = ['role', 'param_roles', 'cosine', 'kernel_axes', 'shrink_factors', 'shrink',
+           'dash_shrink', 'ema_update', 'ema_direction', 'direction', 'apply']
+
 COS_EPS = 1e-8  # torch.nn.functional.cosine_similarity's guard
 PERS = ('kernel', 'neuron')
 WEIGHT_ROLES = ('kernel', 'norm_scale')  # PyTorch's `module.weight`
@@ -195,8 +198,7 @@ def shrink(params, direction, lam=0.3, per: str = 'kernel'):
   return jax.tree.map(lambda p, s: p * s, params, factors)
 
 
-dash_shrink = shrink  # the protocol's name
-dash_shrink_jit = jax.jit(shrink, static_argnames='per')
+dash_shrink = shrink  # the protocol's name (README)
 
 
 # -------------------------------------------------------------- direction
