@@ -23,15 +23,15 @@ from dash_jax import data as data_lib
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
-  """One run of a group: its name, its own config and its folder."""
+class RunSettings:
+  """One run of a group: its name, seed, own config and folder."""
   name: str
   seed: int
   config: object  # ml_collections.ConfigDict with this run's single values
   folder: str
 
 
-def checkpoint_dir(workdir: str, runs: list[Run]) -> str:
+def checkpoint_dir(workdir: str, runs: list[RunSettings]) -> str:
   """A plain run checkpoints in its own folder; a group in one named after
   its training type, optimizer, swept values and seeds."""
   if len(runs) == 1:
@@ -95,7 +95,7 @@ class _GroupCheckpoints:
     self.ckpts.close()
 
 
-def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) -> list[dict]:
+def run_group(ds: data_lib.Dataset, runs: list[RunSettings], workdir: str, log=print) -> list[dict]:
   """Train `runs` (one training type and optimizer, any seeds) as one group;
   writes each run's results.json and returns the results in order. SIGTERM
   meanwhile saves at the next checkpoint point and raises signals.Terminated."""
