@@ -34,7 +34,7 @@ class RunResult:
   def key(self):
     """(dataset, optimizer, train_type, swept): the row it belongs to."""
     c = self.config
-    return (c.get('dataset'), c['optimizer'], c['train_type'], self.swept)
+    return (c['dataset'], c['optimizer'], c['train_type'], self.swept)
 
   @property
   def environment(self) -> str:
