@@ -99,17 +99,26 @@ class Row:
   environments: list  # distinct environment_key of the seeds, first seen first
   unconverged: int  # experiments (over all seeds) stopped by max_epoch
   runs: list  # its RunResults, by seed
+  per_seed: dict  # results.SUMMARY_FIELDS -> each seed's value
 
   @property
   def key(self) -> tuple:
     return (self.dataset, self.optimizer, self.train_type, self.swept)
 
+  def shown(self, field, scale=1.0) -> tuple[float, float]:
+    """(mean, population std) over seeds of scale * `field`: a view's units
+    (e.g. accuracy in %), each seed scaled before averaging."""
+    values = scale * np.array(self.per_seed[field], np.float64)
+    return float(values.mean()), float(values.std())
+
 
 def row(runs: list[RunResult]) -> Row:
   """The row of one group of seeds (aggregate.group's values)."""
   stats = over_seeds(runs)
+  per_run = [figures(r) for r in runs]
   return Row(*runs[0].key, stats.seeds, stats.mean, stats.std,
-             stats.environments, sum(r.summary()['unconverged'] for r in runs), list(runs))
+             stats.environments, sum(r.summary()['unconverged'] for r in runs), list(runs),
+             {f: [v[f] for v in per_run] for f in results.SUMMARY_FIELDS})
 
 
 def rows(runs: list[RunResult]) -> list[Row]:

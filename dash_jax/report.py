@@ -125,7 +125,7 @@ def best(rows) -> dict[tuple, set]:
   marked = {r.key: set() for r in rows}
   for block in _blocks(rows).values():
     for m in METRICS:
-      shown = [round(m.scale * r.mean[m.key], m.digits) for r in block]
+      shown = [round(r.shown(m.key, m.scale)[0], m.digits) for r in block]
       top = max(shown) if m.higher_is_better else min(shown)
       for r, v in zip(block, shown):
         if len(block) > 1 and v == top:
@@ -167,7 +167,8 @@ def label(train_type: str, swept=()) -> str:
 
 
 def _cell(row, m, marked):
-  text = f'{m.scale * row.mean[m.key]:.{m.digits}f} ({m.scale * row.std[m.key]:.{m.digits}f})'
+  mean, std = row.shown(m.key, m.scale)
+  text = f'{mean:.{m.digits}f} ({std:.{m.digits}f})'
   return f'**{text}**' if m.key in marked[row.key] else text
 
 
@@ -235,8 +236,8 @@ def csv_text(rows) -> str:
            'num_seeds': len(r.seeds), 'seeds': ' '.join(map(str, r.seeds)),
            **{f: '' for f in swept}, **dict(r.swept)}
     for m in METRICS:
-      rec[f'{m.key}_mean'] = repr(m.scale * r.mean[m.key])
-      rec[f'{m.key}_std'] = repr(m.scale * r.std[m.key])
+      mean, std = r.shown(m.key, m.scale)
+      rec[f'{m.key}_mean'], rec[f'{m.key}_std'] = repr(mean), repr(std)
       rec[f'{m.key}_best'] = int(m.key in marked[r.key])
     rec['environments'] = '; '.join(r.environments)
     w.writerow(rec)
