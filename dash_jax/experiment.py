@@ -104,6 +104,8 @@ def run_group(ds: data_lib.Dataset, runs: list[RunSettings], workdir: str, log=p
 
 
 def _run_group(ds, runs, workdir, log):
+  """The protocol, per experiment j: before (j >= 2) -> train until converged
+  -> evaluate -> record -> after -> checkpoint."""
   counter = compiles.CompileCounter()
   prov = provenance.collect(runs[0].config)
   if ds.source is not None:
