@@ -1,5 +1,6 @@
 """Mean and std over seeds: the one aggregation behind summary.md/json and
-report.md/csv, so the launch's table and the report cannot disagree."""
+report.md/csv (aggregate.rows), so the launch's table and the report cannot
+disagree."""
 from __future__ import annotations
 
 import collections
@@ -12,7 +13,7 @@ from dash_jax import provenance, results
 
 
 @dataclasses.dataclass
-class Run:
+class RunResult:
   """One results.json: one (dataset, optimizer, train_type, swept values, seed)."""
   path: str | None
   config: dict
@@ -20,7 +21,7 @@ class Run:
   provenance: dict | None = None
 
   @classmethod
-  def from_results(cls, results: dict, path: str | None = None) -> Run:
+  def from_results(cls, results: dict, path: str | None = None) -> RunResult:
     return cls(path, results['config'], results['experiments'],
                results.get('provenance'))
 
@@ -31,8 +32,9 @@ class Run:
 
   @property
   def key(self):
+    """(dataset, optimizer, train_type, swept): the row it belongs to."""
     c = self.config
-    return (c.get('dataset'), c['optimizer'], c['train_type'], self.swept)
+    return (c['dataset'], c['optimizer'], c['train_type'], self.swept)
 
   @property
   def environment(self) -> str:
@@ -41,11 +43,15 @@ class Run:
   def curve(self, field):
     return np.array([e[field] for e in self.experiments], np.float64)
 
-  def metrics(self) -> dict:
-    acc, steps = self.curve('test_acc'), self.curve('steps')
-    return {'test_acc_last': acc[-1], 'test_acc_mean': acc.mean(),
-            'steps_last': steps[-1], 'steps_mean': steps.mean(),
-            'steps_total': steps.sum()}
+  def summary(self) -> dict:
+    """Its headline figures (results.summarise: the one place they are computed)."""
+    return results.summarise(self.experiments)
+
+
+def figures(run: RunResult) -> dict:
+  """The summary figures a row averages over seeds (results.SUMMARY_FIELDS)."""
+  summary = run.summary()
+  return {f: summary[f] for f in results.SUMMARY_FIELDS}
 
 
 @dataclasses.dataclass
@@ -67,7 +73,7 @@ def group(runs, key=lambda r: r.key) -> collections.OrderedDict:
   return groups
 
 
-def over_seeds(runs, values=Run.metrics) -> Stats:
+def over_seeds(runs, values=figures) -> Stats:
   """values(run) -> {name: number}, averaged over the runs (one per seed)."""
   per_run = [values(r) for r in runs]
   arrays = {k: np.array([v[k] for v in per_run], np.float64) for k in per_run[0]}
@@ -75,6 +81,51 @@ def over_seeds(runs, values=Run.metrics) -> Stats:
                {k: float(a.mean()) for k, a in arrays.items()},
                {k: float(a.std()) for k, a in arrays.items()},
                list(dict.fromkeys(r.environment for r in runs)))
+
+
+@dataclasses.dataclass
+class Row:
+  """One row of the launch's table and the report: a group of seeds of one
+  (dataset, optimizer, train_type, swept values), mean and (population) std
+  over the seeds of each summary figure, in stored units (accuracy as a
+  fraction)."""
+  dataset: str
+  optimizer: str
+  train_type: str
+  swept: tuple  # ((field, value), ...) of its launch's swept fields
+  seeds: list
+  mean: dict  # results.SUMMARY_FIELDS -> mean over seeds
+  std: dict
+  environments: list  # distinct environment_key of the seeds, first seen first
+  unconverged: int  # experiments (over all seeds) stopped by max_epoch
+  runs: list  # its RunResults, by seed
+  per_seed: dict  # results.SUMMARY_FIELDS -> each seed's value
+  unfinished: list = dataclasses.field(default_factory=list)  # the report's: seeds started, no results yet
+
+  @property
+  def key(self) -> tuple:
+    return (self.dataset, self.optimizer, self.train_type, self.swept)
+
+  def shown(self, field, scale=1.0) -> tuple[float, float]:
+    """(mean, population std) over seeds of scale * `field`: a view's units
+    (e.g. accuracy in %), each seed scaled before averaging."""
+    values = scale * np.array(self.per_seed[field], np.float64)
+    return float(values.mean()), float(values.std())
+
+
+def row(runs: list[RunResult]) -> Row:
+  """The row of one group of seeds (aggregate.group's values)."""
+  stats = over_seeds(runs)
+  per_run = [figures(r) for r in runs]
+  return Row(*runs[0].key, stats.seeds, stats.mean, stats.std,
+             stats.environments, sum(r.summary()['unconverged'] for r in runs), list(runs),
+             {f: [v[f] for v in per_run] for f in results.SUMMARY_FIELDS})
+
+
+def rows(runs: list[RunResult]) -> list[Row]:
+  """One Row per (dataset, optimizer, train_type, swept values), in
+  first-seen order: what summary.md and report.md both show."""
+  return [row(g) for g in group(runs).values()]
 
 
 def swept_fields(rows_swept) -> list[str]:

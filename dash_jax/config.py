@@ -1,14 +1,16 @@
 """Config checks that run before any compute, so a typo costs seconds."""
 from __future__ import annotations
 
+import functools
+import importlib.util
+import os
+
 from dash_jax.errors import UserError
 
 OPTIMIZERS = ('sgd', 'sam')
 EPOCH_MODES = ('auto', 'loop', 'scan')
 NORMALIZE = ('auto', 'standard', 'unit', 'none')
-DASH_PER = ('kernel', 'neuron')
 L2_INIT_FORMS = ('sum_norm_sq', 'sq_dist')
-PRECISIONS = ('float32', 'bfloat16')
 
 
 # Fields that change how a run executes, never its numbers: a workdir's runs
@@ -45,23 +47,53 @@ def field_order(field: str):
 # Written into run configs by earlier versions; implied by `seeds` there.
 _DERIVED_FIELDS = frozenset({'seed'})
 # Result-affecting fields added since runs were first saved: absent from an
-# older run's config means this value (so older workdirs still resume).
-ADDED_FIELDS = {'precision': 'float32', 'chunk_order': 'random', 'train_split': 'train',
-                'test_split': 'test', 'image_size': 0, 'num_classes': 0}
+# older run's config means its default (upgrade), so older workdirs still resume.
+ADDED_FIELDS = ('precision', 'chunk_order', 'train_split', 'test_split', 'image_size',
+                'num_classes')
 CHUNK_ORDERS = ('random', 'given')
 # Derived run-config field: a file dataset's sha256 (data.fingerprinted).
 DATASET_SHA256 = 'dataset_sha256'
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              'configs', 'default.py')
+
+
+@functools.lru_cache(maxsize=None)
+def _default_dict() -> dict:
+  spec = importlib.util.spec_from_file_location('_dash_jax_default_config', DEFAULT_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except FileNotFoundError:
+    raise UserError(f'{DEFAULT_CONFIG} is missing; the defaults of every field live '
+                    f'there (run from a checkout of the repository)') from None
+  return module.get_config().to_dict()
+
+
+def defaults() -> dict:
+  """Every field's default: configs/default.py's config, as a dict."""
+  return dict(_default_dict())
+
+
+def upgrade(saved: dict) -> dict:
+  """A run config read from disk, with each field added since it was saved
+  (ADDED_FIELDS) set to its default: the one place an older run's config
+  meets today's fields."""
+  missing = [f for f in ADDED_FIELDS if f not in saved]
+  if not missing:
+    return saved
+  default = _default_dict()
+  return {**saved, **{f: default[f] for f in missing}}
 
 
 def differing_fields(saved: dict, current: dict) -> list[str]:
-  """'field: old -> new' for each result-affecting field that differs (a
-  file dataset's contents: 'contents of FILE: sha256 old -> new')."""
+  """'field: old -> new' for each result-affecting field that differs
+  (`saved` as upgrade returns it; a file dataset's contents: 'contents of
+  FILE changed: sha256 old -> new')."""
   out = []
   for field in sorted(set(saved) | set(current)):
     if field in EXECUTION_FIELDS or field in _DERIVED_FIELDS:
       continue
-    old, new = (saved.get(field, ADDED_FIELDS.get(field, '(absent)')),
-                current.get(field, '(absent)'))
+    old, new = saved.get(field, '(absent)'), current.get(field, '(absent)')
     if old == new:
       continue
     if field == DATASET_SHA256 and saved.get('dataset') == current.get('dataset'):
@@ -128,7 +160,7 @@ def sweeps(config) -> dict[str, list]:
     if len(set(values)) != len(values):
       raise UserError(f'config.{field}={shown!r} lists a value twice; list each once')
     out[field] = list(values)
-  if out and config.get('experiment', 'incremental') != 'incremental':
+  if out and config.experiment != 'incremental':
     raise UserError(f'config.{next(iter(out))} is a list, but only the incremental '
                     f'experiment sweeps fields; give one value')
   return out
@@ -174,7 +206,7 @@ def validate(config) -> None:
   for field, values in swept.items():
     for v in values[1:]:
       _validate_single(single(config, {field: v}))
-  if config.get('wandb', False):
+  if config.wandb:
     try:
       import wandb  # noqa: F401
     except ImportError:
@@ -183,7 +215,7 @@ def validate(config) -> None:
 
 
 def _validate_single(config) -> None:
-  from dash_jax import data, interventions, models  # registries
+  from dash_jax import dash, data, interventions, models  # registries
   _choice(config, 'train_type', interventions.TRAINING_TYPES)
   _choice(config, 'optimizer', OPTIMIZERS)
   if any(not 0 <= s < 2**32 for s in parse_list(config.seeds, int, 'seeds')):
@@ -194,13 +226,13 @@ def _validate_single(config) -> None:
   _choice(config, 'model', models.MODELS)
   _choice(config, 'epoch_mode', EPOCH_MODES)
   _choice(config, 'normalize', NORMALIZE)
-  _choice(config, 'dash_per', DASH_PER)
+  _choice(config, 'dash_per', dash.PERS)
   _choice(config, 'l2_init_form', L2_INIT_FORMS)
-  _choice(config, 'precision', PRECISIONS)
+  _choice(config, 'precision', models.PRECISIONS)
   for field in ('dash_lambda', 'dash_alpha', 'sp_lambda', 'converge_acc'):
     _in_range(config, field, 0.0, 1.0)
   _in_range(config, 'label_noise', 0.0, 1.0, low_open=False)
-  if config.get('sota', False):
+  if config.sota:
     _in_range(config, 'sota_gamma', 0.0, 1.0)
     if any(m < 1 for m in parse_list(config.sota_milestones, int, 'sota_milestones')):
       raise UserError(f'config.sota_milestones={config.sota_milestones!r} must list '

@@ -29,6 +29,9 @@ from flax import nnx
 
 from dash_jax.errors import UserError
 
+__all__ = ['role', 'param_roles', 'cosine', 'kernel_axes', 'shrink_factors', 'shrink',
+           'dash_shrink', 'ema_update', 'ema_direction', 'direction', 'apply']
+
 COS_EPS = 1e-8  # torch.nn.functional.cosine_similarity's guard
 PERS = ('kernel', 'neuron')
 WEIGHT_ROLES = ('kernel', 'norm_scale')  # PyTorch's `module.weight`
@@ -241,8 +244,7 @@ def check_finite(tree, what, like=None, fix=''):
                   f'{flags.size} arrays do); nothing was shrunk; {fix}')
 
 
-dash_shrink = shrink  # the protocol's name
-dash_shrink_jit = jax.jit(shrink, static_argnames='per')
+dash_shrink = shrink  # the protocol's name (README)
 
 
 # -------------------------------------------------------------- direction

@@ -10,6 +10,7 @@ group of one (it runs the unbatched program: the plain numbers).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -23,15 +24,15 @@ from dash_jax.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
-  """One run of a group: its name, its own config and its folder."""
+class RunSettings:
+  """One run of a group: its name, seed, own config and folder."""
   name: str
   seed: int
   config: object  # ml_collections.ConfigDict with this run's single values
   folder: str
 
 
-def checkpoint_dir(workdir: str, runs: list[Run]) -> str:
+def checkpoint_dir(workdir: str, runs: list[RunSettings]) -> str:
   """A plain run checkpoints in its own folder; a group in one named after
   its training type, optimizer, swept values and seeds."""
   if len(runs) == 1:
@@ -95,7 +96,7 @@ class _GroupCheckpoints:
     self.ckpts.close()
 
 
-def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) -> list[dict]:
+def run_group(ds: data_lib.Dataset, runs: list[RunSettings], workdir: str, log=print) -> list[dict]:
   """Train `runs` (one training type and optimizer, any seeds) as one group;
   writes each run's results.json and returns the results in order. SIGTERM
   meanwhile saves at the next checkpoint point and raises signals.Terminated."""
@@ -104,164 +105,253 @@ def run_group(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) ->
 
 
 def _run_group(ds, runs, workdir, log):
+  """The protocol, per experiment j: before (j >= 2) -> train until converged
+  -> evaluate -> record -> after -> checkpoint."""
+  counter = compiles.CompileCounter()
+  prov = provenance.collect(runs[0].config)
+  if ds.source is not None:
+    prov['dataset'] = ds.source
+  g = setup_group(ds, runs)
+  ckpts = _GroupCheckpoints(g.config, checkpoint_dir(workdir, runs), len(runs), log)
+  states, keys, experiments, first, progress, elapsed = _resume(
+      g, ckpts, *initial_states(g), prov, log)
+  observers = _observers(g, experiments, log)
+
+  def on_epoch(i, epochs, acc, loss, states):
+    observers[i].on_epoch(epochs, acc, loss, _seed_state(g, states, i))
+
+  finished, save_failed = False, None
+  try:
+    for j in range(first, g.config.num_chunks + 1):
+      start = time.perf_counter() - elapsed
+      if j >= 2 and progress is None:
+        states, keys = intervene(g, g.training_type.before, states, keys, j)
+      for i, obs in enumerate(observers):
+        obs.experiment_start(j, _seed_state(g, states, i),
+                             resumed_epochs=progress[i].epochs if progress else 0)
+      states, keys, stats = _train(
+          g, states, keys, j, progress, on_epoch,
+          on_checkpoint=lambda s, k, p: _save_midway(ckpts, j, start, s, k, experiments,
+                                                     p, prov))
+      progress, elapsed = None, 0.0
+      test = evaluate(g, states)
+      records = _records(g, j, test, stats, time.perf_counter() - start,
+                         compile_fields(counter))
+      for i, (obs, record) in enumerate(zip(observers, records)):
+        obs.experiment_end(record, _seed_state(g, states, i), stats[i])
+        experiments[i].append(record)
+      states, keys = intervene(g, g.training_type.after, states, keys, j)
+      save_failed = _save_after(ckpts, g, j, states, keys, experiments, prov)
+      if j < g.config.num_chunks:
+        signals.check()
+    finished = True
+  finally:
+    save_failed = _close(ckpts, observers, finished, save_failed)
+  return _write_results(runs, experiments, provenance.stamp_end(prov), save_failed)
+
+
+# ------------------------------------------------------------- the setup
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """What a group trains on and with, built once (setup_group). Labels,
+  chunk orders, states and keys carry a leading seed axis; all of it lives
+  on the launch's mesh."""
+  runs: tuple
+  config: object  # the first run's: what the group's runs share
+  training_type: interventions.TrainingType
+  hparams: object  # the training type's own values
+  model_spec: object  # models.get(config.model)
+  fresh_state: object  # key -> a brand-new TrainState
+  options: train.TrainOptions
+  data: dict  # train_x, train_y (S, N), mean, std
+  buffer_idx: object  # (S, N): each seed's chunk order
+  test: tuple  # (test_x, test_y)
+  chunk_size: int
+  mesh: object
+
+  @property
+  def seeds(self) -> list[int]:
+    return [r.seed for r in self.runs]
+
+  def per_seed(self, fn, in_axes=0):
+    return train.seed_map(fn, len(self.runs), in_axes)
+
+
+def setup_group(ds: data_lib.Dataset, runs) -> Group:
+  """The group's data (noisy labels, chunk orders), model, optimizer and
+  training options."""
   config = runs[0].config
-  seeds = [r.seed for r in runs]
-  num_seeds = len(runs)
-  per_seed = lambda fn, in_axes=0: train.seed_map(fn, num_seeds, in_axes)
-  training_type = interventions.get(config.train_type)
-  hparams = training_type.hparams(config)
+  mesh = parallel.current_mesh()  # set by the launch; data and state live on all of it
   model = assembly.make_model(config, ds.num_classes)
   tx = assembly.make_optimizer(config)
   step_cfg = assembly.step_config(config, config.train_type, ds.name)
-  mode = assembly.epoch_mode(config)
-  block = assembly.scan_block(config)
-  model_spec = models.get(config.model)
-
-  mesh = parallel.current_mesh()  # set by the launch; data and state live on all of it
-  counter = compiles.CompileCounter()
-  prov = provenance.collect(config)
-  if ds.source is not None:
-    prov['dataset'] = ds.source
   mean, std = assembly.normalisation(config, ds)
   labels = np.stack([data_lib.noisy_labels(ds.train_y, config.label_noise,
-                                           ds.num_classes, s) for s in seeds])
-  buffers = [assembly.chunk_buffer(labels.shape[1], config.num_chunks, s,
-                                   config.get('chunk_order', 'random')) for s in seeds]
+                                           ds.num_classes, r.seed) for r in runs])
+  buffers = [assembly.chunk_buffer(labels.shape[1], config.num_chunks, r.seed,
+                                   config.chunk_order) for r in runs]
   chunk_size = buffers[0][1]
   # A batch beyond the whole training set is that set, as a PyTorch
   # DataLoader gives it: one batch an epoch, not one padded to batch_size.
   batch_size = min(config.batch_size, config.num_chunks * chunk_size)
-  # A last batch of one example is left out where BatchNorm would see one
-  # value per channel (PyTorch raises there): train.train_until_converged.
-  drop_single = assembly.one_value_batchnorm(config, ds)
+  options = train.TrainOptions(
+      step_cfg, batch_size, config.max_epoch, config.converge_acc,
+      mode=assembly.epoch_mode(config), block=assembly.scan_block(config),
+      epochs_per_call=1 if config.diagnostics else train.EPOCHS_PER_CALL,
+      checkpoint_every=config.checkpoint_every_epochs,
+      # A last batch of one example is left out where BatchNorm would see
+      # one value per channel (PyTorch raises there).
+      drop_single=assembly.one_value_batchnorm(config, ds))
   data = parallel.replicate({
       'train_x': ds.train_x, 'train_y': labels.astype(np.int32),
       'mean': mean.astype(np.float32), 'std': std.astype(np.float32)}, mesh)
-  buffer_idx = parallel.replicate(np.stack([b for b, _ in buffers]), mesh)
-  test_x, test_y = parallel.replicate((ds.test_x, ds.test_y.astype(np.int32)), mesh)
+  training_type = interventions.get(config.train_type)
+  return Group(
+      runs=tuple(runs), config=config, training_type=training_type,
+      hparams=training_type.hparams(config), model_spec=models.get(config.model),
+      fresh_state=functools.partial(train.create_state, model, tx,
+                                    input_shape=ds.input_shape,
+                                    keep_init=step_cfg.regularizer is not None),
+      options=options, data=data,
+      buffer_idx=parallel.replicate(np.stack([b for b, _ in buffers]), mesh),
+      test=parallel.replicate((ds.test_x, ds.test_y.astype(np.int32)), mesh),
+      chunk_size=chunk_size, mesh=mesh)
 
-  def fresh_state(key):
-    return train.create_state(model, tx, key, ds.input_shape,
-                              keep_init=step_cfg.regularizer is not None)
 
-  def seed_data(i):
-    return dict(data, train_y=data['train_y'][i]), buffer_idx[i]
+def initial_states(g: Group):
+  """(states, keys): each seed's fresh state and its training key."""
+  keys, init_keys = train.split_keys(np.stack([jax.random.PRNGKey(s) for s in g.seeds]))
+  states = g.per_seed(g.fresh_state)(init_keys)
+  return parallel.replicate((states, keys), g.mesh)
 
-  keys, init_keys = train.split_keys(np.stack([jax.random.PRNGKey(s) for s in seeds]))
-  states = per_seed(fresh_state)(init_keys)
-  states, keys = parallel.replicate((states, keys), mesh)
 
-  experiments = [[] for _ in runs]
-  first, progress, elapsed = 1, None, 0.0
-  ckpts = _GroupCheckpoints(config, checkpoint_dir(workdir, runs), num_seeds, log)
-  restored = ckpts.restore(states, keys, mesh)
-  if restored is not None:
-    states, keys, experiments, first, progress, elapsed, saved_prov = restored
-    where = runs[0].name if num_seeds == 1 else f'seeds {seeds}'
-    log(f'  [{where}] resuming at experiment {first}'
-        + (f', epoch {progress[0].epochs + 1}' if progress else ''))
-    changed = provenance.environment_differences(saved_prov, prov)
-    if changed:
-      log(f'  [{where}] resumed in another environment: {"; ".join(changed)}')
-    if saved_prov is not None:
-      prov['resumed_from'] = saved_prov
+def _resume(g: Group, ckpts, states, keys, prov, log):
+  """(states, keys, experiments per seed, first experiment, progress or None,
+  elapsed): from the newest checkpoint, else the fresh start given."""
+  restored = ckpts.restore(states, keys, g.mesh)
+  if restored is None:
+    return states, keys, [[] for _ in g.runs], 1, None, 0.0
+  states, keys, experiments, first, progress, elapsed, saved_prov = restored
+  where = g.runs[0].name if len(g.runs) == 1 else f'seeds {g.seeds}'
+  log(f'  [{where}] resuming at experiment {first}'
+      + (f', epoch {progress[0].epochs + 1}' if progress else ''))
+  changed = provenance.environment_differences(saved_prov, prov)
+  if changed:
+    log(f'  [{where}] resumed in another environment: {"; ".join(changed)}')
+  if saved_prov is not None:
+    prov['resumed_from'] = saved_prov
+  return states, keys, experiments, first, progress, elapsed
 
-  def intervene(fn, states, keys, j):
-    """A training type's (state, ctx) -> state, for every seed."""
-    def one(state, key, train_y, buffer_idx):
-      run_data = dict(data, train_y=train_y)
-      ctx = interventions.Context(
-          key=key, experiment=j, hparams=hparams, fresh_state=fresh_state,
-          direction=lambda s, alpha: train.full_data_direction(
-              s, run_data, buffer_idx, j, alpha, chunk_size=chunk_size, mode=mode),
-          head=tuple(model_spec.head), head_init=model_spec.head_init)
-      return fn(state, ctx)
-    return per_seed(one)(states, keys, data['train_y'], buffer_idx)
 
-  def evaluate(state):
-    return train.evaluate(state, test_x, test_y, data['mean'], data['std'],
-                          batch_size=config.test_batch_size)
-
-  observers = [monitor.RunObserver(
+def _observers(g: Group, experiments, log) -> list:
+  """One monitor.RunObserver a run (only the first shows progress bars)."""
+  def data_for(i):
+    return dict(g.data, train_y=g.data['train_y'][i]), g.buffer_idx[i]
+  return [monitor.RunObserver(
       r.config if i == 0 else monitor.without_progress(r.config), r.name, r.folder,
-      data_for=lambda i=i: seed_data(i), chunk_size=chunk_size, log=log,
-      completed=experiments[i]) for i, r in enumerate(runs)]
-  diagnostics = config.diagnostics
+      data_for=functools.partial(data_for, i), chunk_size=g.chunk_size, log=log,
+      completed=experiments[i]) for i, r in enumerate(g.runs)]
 
-  def on_epoch(i, epochs, acc, loss, states):
-    observers[i].on_epoch(epochs, acc, loss,
-                          train.take_seed(states, i) if diagnostics else None)
 
-  def on_checkpoint(j, start, states, keys, progress):
-    stop = signals.stop_requested()  # SIGTERM: save now, whatever the interval
-    ckpts.save(j, states, keys, experiments, progress, time.perf_counter() - start, prov,
-               force=stop)
-    signals.check()
+# ----------------------------------------------------- the protocol's steps
 
-  finished, save_failed = False, None
+
+def _seed_state(g: Group, states, i):
+  """Seed i's state where diagnostics measure it, else None."""
+  return train.take_seed(states, i) if g.config.diagnostics else None
+
+
+def intervene(g: Group, fn, states, keys, j):
+  """A training type's (state, ctx) -> state for every seed, from a fresh
+  key; (states, keys) unchanged where the type has no such hook."""
+  if fn is None:
+    return states, keys
+  keys, k = train.split_keys(keys)
+
+  def one(state, key, train_y, buffer_idx):
+    run_data = dict(g.data, train_y=train_y)
+    ctx = interventions.Context(
+        key=key, experiment=j, hparams=g.hparams, fresh_state=g.fresh_state,
+        direction=lambda s, alpha: train.full_data_direction(
+            s, run_data, buffer_idx, j, alpha, chunk_size=g.chunk_size,
+            mode=g.options.mode),
+        head=tuple(g.model_spec.head), head_init=g.model_spec.head_init)
+    return fn(state, ctx)
+  return g.per_seed(one)(states, k, g.data['train_y'], g.buffer_idx), keys
+
+
+def evaluate(g: Group, states) -> np.ndarray:
+  """(S, 2): each seed's test accuracy and mean loss."""
+  def one(state):
+    return train.evaluate(state, *g.test, g.data['mean'], g.data['std'],
+                          batch_size=g.config.test_batch_size)
+  return np.asarray(g.per_seed(one)(states))
+
+
+def _records(g: Group, j, test, stats, wall, compiled) -> list[dict]:
+  """Each seed's record of experiment j."""
+  return [{'experiment': j, 'num_train': j * g.chunk_size, 'test_acc': float(test[i, 0]),
+           'test_loss': float(test[i, 1]), 'train_acc': st.train_acc,
+           'train_loss': st.train_loss, 'steps': st.steps, 'epochs': st.epochs,
+           # False: stopped by max_epoch short of converge_acc
+           'converged': st.last_epoch_acc >= g.config.converge_acc,
+           'wall_s': wall, **compiled} for i, st in enumerate(stats)]
+
+
+def _train(g: Group, states, keys, j, progress, on_epoch, on_checkpoint):
+  """train.train_until_converged on experiment j's buffer; a non-finite loss
+  names its run first (which of the launch's runs stopped)."""
   try:
-    for j in range(first, config.num_chunks + 1):
-      start = time.perf_counter() - elapsed
-      n = j * chunk_size
-      if j >= 2 and training_type.before is not None and progress is None:
-        keys, k = train.split_keys(keys)
-        states = intervene(training_type.before, states, k, j)
-      for i, obs in enumerate(observers):
-        obs.experiment_start(j, train.take_seed(states, i) if diagnostics else None,
-                             resumed_epochs=progress[i].epochs if progress else 0)
-      try:
-        states, keys, stats = train.train_until_converged(
-            states, keys, data, buffer_idx, n, step_cfg=step_cfg,
-            batch_size=batch_size, max_epoch=config.max_epoch,
-            converge_acc=config.converge_acc, mode=mode, experiment=j,
-            seeds=seeds if num_seeds > 1 else None, progress=progress,
-            checkpoint_every=config.checkpoint_every_epochs, on_epoch=on_epoch,
-            epochs_per_call=1 if diagnostics else train.EPOCHS_PER_CALL, block=block,
-            on_checkpoint=lambda s, k, p: on_checkpoint(j, start, s, k, p),
-            drop_single=drop_single)
-      except train.NonFiniteLoss as e:  # which run of the launch: its name first
-        name = runs[seeds.index(e.seed)].name if e.seed in seeds else runs[0].name
-        raise train.NonFiniteLoss(f'{name}: {e}', e.seed) from None
-      progress, elapsed = None, 0.0
-      test = np.asarray(per_seed(evaluate)(states))
-      wall = time.perf_counter() - start
-      compiled = compile_fields(counter)
-      for i, obs in enumerate(observers):
-        record = {'experiment': j, 'num_train': n, 'test_acc': float(test[i, 0]),
-                  'test_loss': float(test[i, 1]), 'train_acc': stats[i].train_acc,
-                  'train_loss': stats[i].train_loss, 'steps': stats[i].steps,
-                  'epochs': stats[i].epochs,
-                  # False: stopped by max_epoch short of converge_acc
-                  'converged': stats[i].last_epoch_acc >= config.converge_acc,
-                  'wall_s': wall, **compiled}
-        obs.experiment_end(record, train.take_seed(states, i) if diagnostics else None,
-                           stats[i])
-        experiments[i].append(record)
-      if training_type.after is not None:
-        keys, k = train.split_keys(keys)
-        states = intervene(training_type.after, states, k, j)
-      try:
-        ckpts.save(j + 1, states, keys, experiments, prov=prov, force=signals.stop_requested())
-      except checkpoint.SaveFailed as e:
-        if j < config.num_chunks:
-          raise
-        save_failed = e  # every experiment is done: its results are written first, below
-      if j < config.num_chunks:
-        signals.check()
-    finished = True
-  finally:
-    try:
-      ckpts.close()
-    except checkpoint.SaveFailed as e:
-      if not finished:
-        raise
-      save_failed = save_failed or e  # the run's results are written first, below
-    finally:
-      for obs in observers:
-        obs.close()
+    return train.train_until_converged(
+        states, keys, g.data, g.buffer_idx, j * g.chunk_size, g.options, experiment=j,
+        seeds=g.seeds if len(g.runs) > 1 else None, progress=progress, on_epoch=on_epoch,
+        on_checkpoint=on_checkpoint)
+  except train.NonFiniteLoss as e:
+    name = g.runs[g.seeds.index(e.seed)].name if e.seed in g.seeds else g.runs[0].name
+    raise train.NonFiniteLoss(f'{name}: {e}', e.seed) from None
 
+
+def _save_after(ckpts, g: Group, j, states, keys, experiments, prov):
+  """The checkpoint after experiment j. A failed save after the last one is
+  returned, not raised: the finished runs' results are written first."""
+  try:
+    ckpts.save(j + 1, states, keys, experiments, prov=prov, force=signals.stop_requested())
+  except checkpoint.SaveFailed as e:
+    if j < g.config.num_chunks:
+      raise
+    return e
+  return None
+
+
+def _close(ckpts, observers, finished: bool, save_failed):
+  """Wait for pending saves and close the observers; a save that failed
+  once every experiment was done is returned (results are written first)."""
+  try:
+    ckpts.close()
+  except checkpoint.SaveFailed as e:
+    if not finished:
+      raise
+    save_failed = save_failed or e
+  finally:
+    for obs in observers:
+      obs.close()
+  return save_failed
+
+
+def _save_midway(ckpts, j, start, states, keys, experiments, progress, prov):
+  """A checkpoint inside experiment j; SIGTERM: save now, whatever the interval."""
+  stop = signals.stop_requested()
+  ckpts.save(j, states, keys, experiments, progress, time.perf_counter() - start, prov,
+             force=stop)
+  signals.check()
+
+
+def _write_results(runs, experiments, prov, save_failed=None) -> list[dict]:
+  """Each run's results.json; the results in order. A checkpoint save that
+  failed after the last experiment is reported once the results are safe."""
   out = []
-  prov = provenance.stamp_end(prov)
   for run, exps in zip(runs, experiments):
     res = {'config': run.config.to_dict(), 'experiments': exps,
            'summary': results.summarise(exps), 'provenance': prov}

@@ -102,11 +102,13 @@ class Dash:
     return cls(config.dash_lambda, config.dash_alpha, config.dash_per)
 
 
+_shrink_jit = jax.jit(dash_lib.shrink, static_argnames='per')
+
+
 def dash(state, ctx):
   """Shrink by alignment with the full-data direction, then train warm."""
   hp = ctx.hparams
-  params = dash_lib.dash_shrink_jit(state.params, ctx.direction(state, hp.alpha),
-                                    hp.lam, per=hp.per)
+  params = _shrink_jit(state.params, ctx.direction(state, hp.alpha), hp.lam, per=hp.per)
   return state.replace(params=params)
 
 

@@ -285,7 +285,7 @@ class ModelSpec:
   def build(self, config, num_classes: int, backend: str | None = None) -> nn.Module:
     """The module for `config` (width, depth, precision) on `backend`
     (None = jax.default_backend()). Same parameter tree on every backend."""
-    dtype = PRECISIONS[config.get('precision', 'float32')]
+    dtype = PRECISIONS[config.precision]
     return self.make(config, num_classes, kernels(backend), dtype)
 
 
@@ -305,7 +305,7 @@ MODELS: dict[str, ModelSpec] = {
 def resolve_name(config) -> str:
   """The model a config trains: the SoTA recipe swaps resnet18 for its
   SoTA variant, as the original code does."""
-  if config.get('sota', False) and config.model == 'resnet18':
+  if config.sota and config.model == 'resnet18':
     return 'resnet18_sota'
   return config.model
 

@@ -156,19 +156,19 @@ class RunObserver:
     self.config, self.name, self._log = config, name, log
     self.num_chunks = config.num_chunks
     # disable=None: tqdm shows bars only on a terminal.
-    disable = None if config.get('progress', True) else True
+    disable = None if config.progress else True
     self.exp_bar = tqdm.tqdm(total=self.num_chunks, initial=len(completed),
                              desc=name, unit='exp', leave=False, disable=disable)
     self.epoch_bar = tqdm.tqdm(total=config.max_epoch, desc='  epochs', unit='ep',
                                leave=False, disable=disable)
     self.epochs_before = sum(e['epochs'] for e in completed)  # TensorBoard step base
     self.records = list(completed)
-    self.writer = ScalarWriter(run_dir) if config.get('tensorboard', True) else None
+    self.writer = ScalarWriter(run_dir) if config.tensorboard else None
     if self.writer is not None:
       self.writer.hparams(hparams(config), trial_id=name)
-    self.wandb = WandbLogger(config, name, run_dir) if config.get('wandb', False) else None
+    self.wandb = WandbLogger(config, name, run_dir) if config.wandb else None
     self.diagnostics = None
-    if config.get('diagnostics', False):
+    if config.diagnostics:
       self.diagnostics = diagnostics_lib.Diagnostics(
           *data_for(), chunk_size, config.test_batch_size)
 

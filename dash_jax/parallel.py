@@ -95,7 +95,7 @@ def initialize_hosts(config) -> Hosts:
   """config.coordinator: '' = one process; 'auto' = a cluster JAX detects
   (SLURM, Open MPI, ...); 'HOST:PORT' with config.num_processes and
   config.process_id set per process."""
-  coordinator = config.get('coordinator', '')
+  coordinator = config.coordinator
   if not coordinator:
     return Hosts()
   if not jax.distributed.is_initialized():

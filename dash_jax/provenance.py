@@ -17,6 +17,7 @@ import sys
 import time
 
 from dash_jax import _version
+from dash_jax import config as config_lib
 
 DIST_NAME = 'dash-jax'
 # Always recorded (None when absent); the optional ones only when installed.
@@ -105,7 +106,7 @@ def devices() -> dict:
 
 def collect(config=None, argv=None) -> dict:
   """The provenance block of a run starting now; `stamp_end` closes it."""
-  config = config if config is not None else {}
+  config = config if config is not None else config_lib.defaults()
   argv = sys.argv if argv is None else argv
   return {
       'version': project_version(),
@@ -113,7 +114,7 @@ def collect(config=None, argv=None) -> dict:
       'libraries': libraries(),
       **devices(),
       'processor': processor(),
-      'precision': str(config.get('precision', 'float32')),
+      'precision': str(config['precision']),
       'host': socket.gethostname(),
       'command': shlex.join(str(a) for a in argv),
       'start_time': _now(),

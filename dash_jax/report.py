@@ -56,29 +56,13 @@ METRICS = (
 )
 
 
-Run = aggregate.Run  # one results.json
-
-
-@dataclasses.dataclass
-class Row:
-  """One table row: mean and std over seeds of every metric (shown units)."""
-  dataset: str
-  optimizer: str
-  train_type: str
-  seeds: list
-  mean: dict
-  std: dict
-  best: dict = dataclasses.field(default_factory=dict)
-  environments: list = dataclasses.field(default_factory=list)
-  swept: tuple = ()  # ((field, value), ...) of its launch's swept fields
-  unfinished: list = dataclasses.field(default_factory=list)  # seeds with no results yet
-
-
 # ------------------------------------------------------------------ gather
 
 
-def gather(dirs) -> tuple[list[Run], list[str]]:
-  """Complete incremental runs below `dirs`, and why any file was skipped."""
+def gather(dirs) -> tuple[list[aggregate.RunResult], list[str]]:
+  """Complete incremental runs below `dirs`, and why any other run was
+  skipped (another experiment, unfinished); a damaged results.json is a
+  one-line UserError naming it (results.read_run, as a launch reads it)."""
   runs, skipped = [], []
   for d in dirs:
     if not os.path.isdir(d):
@@ -125,27 +109,13 @@ def unfinished(dirs) -> dict:
 
 
 def _read_run(path):
-  try:
-    with open(path) as f:
-      res = json.load(f)
-  except (OSError, ValueError) as e:
-    return None, f'unreadable ({e.__class__.__name__})'
-  if not isinstance(res, dict):
-    return None, 'not a JSON object'
-  config, exps = res.get('config'), res.get('experiments')
-  if not isinstance(config, dict) or not isinstance(exps, list):
-    return None, 'no config/experiments'
-  if config.get('experiment', 'incremental') != 'incremental':
+  res = results_lib.read_run(path)
+  config, exps = res['config'], res['experiments']
+  if config['experiment'] != 'incremental':
     return None, f"a {config['experiment']} experiment"
-  missing = [k for k in ('dataset', 'optimizer', 'train_type', 'seeds') if k not in config]
-  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-  if missing or not exps or any(not isinstance(e, dict) or not number(e.get('test_acc'))
-                                or not number(e.get('steps')) for e in exps):
-    return None, 'not an incremental-protocol result'
-  expected = config.get('num_chunks', len(exps))
-  if len(exps) != expected:
-    return None, f'incomplete ({len(exps)}/{expected} experiments)'
-  return Run(path, config, exps, res.get('provenance')), None
+  if len(exps) != config['num_chunks']:
+    return None, f"incomplete ({len(exps)}/{config['num_chunks']} experiments)"
+  return aggregate.RunResult.from_results(res, path), None
 
 
 # --------------------------------------------------------------- aggregate
@@ -162,7 +132,7 @@ def _value_key(value):
   return (0, value, '') if number else (1, 0, str(value))
 
 
-def group(runs) -> collections.OrderedDict[tuple, list[Run]]:
+def group(runs) -> collections.OrderedDict[tuple, list[aggregate.RunResult]]:
   """(dataset, optimizer, train_type, swept) -> runs (by seed), in table
   order; swept: ((field, value), ...), () for a run of no sweep."""
   by_key = aggregate.group(runs)
@@ -173,25 +143,18 @@ def group(runs) -> collections.OrderedDict[tuple, list[Run]]:
   return collections.OrderedDict((k, by_key[k]) for k in keys)
 
 
-def _shown(run) -> dict:
-  metrics = run.metrics()
-  return {m.key: m.scale * metrics[m.key] for m in METRICS}
-
-
-def aggregate_rows(groups) -> list[Row]:
-  """Mean and (population) std over seeds; best per column per block."""
-  rows = []
-  for (dataset, opt, tt, swept), runs in groups.items():
-    s = aggregate.over_seeds(runs, _shown)
-    rows.append(Row(dataset, opt, tt, s.seeds, s.mean, s.std,
-                    environments=s.environments, swept=swept))
+def best(rows) -> dict[tuple, set]:
+  """row.key -> the metrics where the row is the best of its block (as
+  shown: highest accuracy, fewest steps); a block of one row has none."""
+  marked = {r.key: set() for r in rows}
   for block in _blocks(rows).values():
     for m in METRICS:
-      shown = [round(r.mean[m.key], m.digits) for r in block]
-      best = max(shown) if m.higher_is_better else min(shown)
+      shown = [round(r.shown(m.key, m.scale)[0], m.digits) for r in block]
+      top = max(shown) if m.higher_is_better else min(shown)
       for r, v in zip(block, shown):
-        r.best[m.key] = len(block) > 1 and v == best
-  return rows
+        if len(block) > 1 and v == top:
+          marked[r.key].add(m.key)
+  return marked
 
 
 def _blocks(rows):
@@ -227,9 +190,10 @@ def label(train_type: str, swept=()) -> str:
                   [f'{f}={v}' for f, v in swept])
 
 
-def _cell(row, m):
-  text = f'{row.mean[m.key]:.{m.digits}f} ({row.std[m.key]:.{m.digits}f})'
-  return f'**{text}**' if row.best.get(m.key) else text
+def _cell(row, m, marked):
+  mean, std = row.shown(m.key, m.scale)
+  text = f'{mean:.{m.digits}f} ({std:.{m.digits}f})'
+  return f'**{text}**' if m.key in marked[row.key] else text
 
 
 def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
@@ -237,6 +201,7 @@ def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
   as Table 1. figures: (dataset, optimizer) -> path; sensitivity: field ->
   path."""
   figures = figures or {}
+  marked = best(rows)
   out = ['# Results', '']
   for dataset in dict.fromkeys(r.dataset for r in rows):
     block = [r for r in rows if r.dataset == dataset]
@@ -250,7 +215,7 @@ def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
       seeds = (f'{len(r.seeds)} of {len(r.seeds) + len(r.unfinished)} finished'
                if r.unfinished else f'{len(r.seeds)}')
       out.append(f'| {r.optimizer.upper()} | {label(r.train_type)} | {values}'
-                 f'{seeds} | ' + ' | '.join(_cell(r, m) for m in METRICS) + ' |')
+                 f'{seeds} | ' + ' | '.join(_cell(r, m, marked) for m in METRICS) + ' |')
     out.append('')
     out += aggregate.environment_lines(
         (f'{r.optimizer.upper()} {label(r.train_type, r.swept)}', r.environments)
@@ -289,6 +254,7 @@ def csv_text(rows) -> str:
   swept field's column is empty on rows that did not sweep it."""
   buf = io.StringIO()
   swept = aggregate.swept_fields(r.swept for r in rows)
+  marked = best(rows)
   w = csv.DictWriter(buf, csv_fields(swept), lineterminator='\n')
   w.writeheader()
   for r in rows:
@@ -296,9 +262,9 @@ def csv_text(rows) -> str:
            'num_seeds': len(r.seeds), 'seeds': ' '.join(map(str, r.seeds)),
            **{f: '' for f in swept}, **dict(r.swept)}
     for m in METRICS:
-      rec[f'{m.key}_mean'] = repr(r.mean[m.key])
-      rec[f'{m.key}_std'] = repr(r.std[m.key])
-      rec[f'{m.key}_best'] = int(bool(r.best.get(m.key)))
+      mean, std = r.shown(m.key, m.scale)
+      rec[f'{m.key}_mean'], rec[f'{m.key}_std'] = repr(mean), repr(std)
+      rec[f'{m.key}_best'] = int(m.key in marked[r.key])
     rec['environments'] = '; '.join(r.environments)
     w.writerow(rec)
   return buf.getvalue()
@@ -372,7 +338,7 @@ def sensitivity_points(by_train_type, field):
     values = sorted(by_value, key=_value_key)
     points = []
     for key, scale, _ in SENSITIVITY:
-      stats = [aggregate.over_seeds(by_value[v], lambda r: {'v': r.metrics()[key]})
+      stats = [aggregate.over_seeds(by_value[v], lambda r: {'v': r.summary()[key]})
                for v in values]
       points.append((np.array([scale * s.mean['v'] for s in stats]),
                      np.array([scale * s.std['v'] for s in stats])))
@@ -442,7 +408,7 @@ def write(dirs, out_dir=None) -> Report:
   out_dir = out_dir or dirs[0]
   runs, skipped = gather(dirs)
   groups = group(runs)
-  rows = aggregate_rows(groups)
+  rows = [aggregate.row(g) for g in groups.values()]  # the launch table's rows, in table order
   os.makedirs(out_dir, exist_ok=True)
   figures, sensitivity = {}, {}
   by_block = collections.OrderedDict()

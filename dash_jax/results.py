@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from dash_jax import config as config_lib
 from dash_jax.errors import UserError
 
 RESULTS = 'results.json'
@@ -50,16 +51,24 @@ def read_json(path, fix='delete it'):
 
 
 def read_run(path) -> dict:
-  """A finished run's results.json, checked for what later steps read."""
+  """A run's results.json, checked for what later steps read, its config
+  upgraded (config.upgrade). The one reader and its one rule: a damaged file
+  is a one-line UserError naming it, for the launch and the report alike. A
+  run of another experiment (config.experiment) is checked for its config only."""
   fix = 'delete it to recompute that run'
   res = read_json(path, fix)
   ok = (isinstance(res, dict) and isinstance(res.get('config'), dict)
-        and isinstance(res.get('experiments'), list) and isinstance(res.get('summary'), dict)
-        and all(k in res['config'] for k in ('train_type', 'optimizer', 'seeds'))
-        and all(isinstance(res['summary'].get(k), (int, float)) for k in SUMMARY_FIELDS))
+        and isinstance(res.get('experiments'), list) and 'experiment' in res['config'])
+  if ok and res['config']['experiment'] == 'incremental':
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    ok = (all(k in res['config'] for k in ('dataset', 'train_type', 'optimizer', 'seeds',
+                                           'num_chunks'))
+          and bool(res['experiments'])
+          and all(isinstance(e, dict) and number(e.get('test_acc')) and number(e.get('steps'))
+                  for e in res['experiments']))
   if not ok:
-    raise UserError(f'{path} is damaged (not a run\'s config, experiments and summary); {fix}')
-  return res
+    raise UserError(f'{path} is damaged (not a run\'s config and experiments); {fix}')
+  return dict(res, config=config_lib.upgrade(res['config']))
 
 
 def read_run_config(path) -> dict:
@@ -68,7 +77,7 @@ def read_run_config(path) -> dict:
   saved = read_json(path, fix)
   if not isinstance(saved, dict):
     raise UserError(f'{path} is damaged (not a config); {fix}')
-  return saved
+  return config_lib.upgrade(saved)
 
 
 def write_json(path, obj):

@@ -364,7 +364,7 @@ def _train_claimed(config, ds, group, workdir, log, heading) -> dict:
       rest.append(spec)
   if not rest:
     return out
-  runs = [experiment.Run(s.name, s.seed, run_config(config, s),
+  runs = [experiment.RunSettings(s.name, s.seed, run_config(config, s),
                          os.path.join(workdir, s.name)) for s in rest]
   for run in runs:  # a launch with allow_config_change may have replaced it
     path = os.path.join(run.folder, results.RUN_CONFIG)
@@ -394,7 +394,7 @@ EXPERIMENTS: dict[str, Callable[..., dict]] = {
 
 def run(config, workdir: str, log=print) -> dict:
   """Run a launch of `config.experiment` into `workdir`."""
-  name = config.get('experiment', 'incremental')
+  name = config.experiment
   if name not in EXPERIMENTS:
     raise UserError(f'unknown experiment {name!r}; valid: {", ".join(sorted(EXPERIMENTS))}')
   return EXPERIMENTS[name](config, usable_workdir(workdir), log)

@@ -43,7 +43,7 @@ class WarmupMultiStep:
 
 def lr_schedule(config):
   """The per-step schedule of the SoTA recipe, or None."""
-  if not config.get('sota', False):
+  if not config.sota:
     return None
   milestones = tuple(parse_list(config.sota_milestones, int, 'sota_milestones'))
   return WarmupMultiStep(float(config.learning_rate), milestones,
@@ -53,6 +53,6 @@ def lr_schedule(config):
 def augmentation(config, dataset_name: str):
   """The SoTA recipe's training augmentation for a dataset, or None (no
   recipe, or a dataset the original code does not augment: svhn, ...)."""
-  if not config.get('sota', False) or dataset_name not in AUGMENTATIONS:
+  if not config.sota or dataset_name not in AUGMENTATIONS:
     return None
   return augment.Augment(AUGMENTATIONS[dataset_name])

@@ -431,14 +431,32 @@ def device_threshold(converge_acc: float) -> np.float32:
   return t if float(t) >= converge_acc else np.nextafter(t, np.float32(np.inf))
 
 
-def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
-                          batch_size, max_epoch, converge_acc, mode='scan',
-                          experiment=0, seeds=None, on_epoch=None, progress=None,
-                          checkpoint_every=0, on_checkpoint=None,
-                          epochs_per_call=EPOCHS_PER_CALL, block=1, drop_single=False):
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+  """How one experiment trains: the step, the stopping rule and the epoch
+  program (a run's values, the same in every experiment)."""
+  step_cfg: StepConfig
+  batch_size: int
+  max_epoch: int
+  converge_acc: float
+  mode: str = 'scan'  # 'scan': device_epochs calls; 'loop': a jitted step a batch
+  block: int = 1  # steps a host round trip inside a 'scan' epoch
+  epochs_per_call: int = EPOCHS_PER_CALL  # most epochs one 'scan' call runs
+  checkpoint_every: int = 0  # epochs between on_checkpoint calls; 0 = none
+  # A model whose BatchNorm sees one value per channel for one example: when
+  # n = 1 mod batch_size the epoch's last batch, of one example, is left out
+  # (a different example each epoch, as the order is drawn anew): PyTorch's
+  # DataLoader(drop_last=False) would hand BatchNorm1d that batch and raise,
+  # and Flax would zero its output. Other n: unchanged.
+  drop_single: bool = False
+
+
+def train_until_converged(states, keys, data, buffer_idx, n, opts: TrainOptions, *,
+                          experiment=0, seeds=None, progress=None, on_epoch=None,
+                          on_checkpoint=None):
   """Epochs of shuffled batches for a seed group (leading axis S) until each
-  seed's epoch running train accuracy reaches `converge_acc` or `max_epoch`
-  epochs ran; a finished seed is frozen while the others go on.
+  seed's epoch running train accuracy reaches `opts.converge_acc` or
+  `opts.max_epoch` epochs ran; a finished seed is frozen while the others go on.
 
   mode 'scan': up to `epochs_per_call` epochs a device call (device_epochs,
   `block` steps a host round trip on the device), one host sync a call;
@@ -447,38 +465,33 @@ def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
   the group after the call, so per-epoch state needs epochs_per_call=1).
   `progress` (one Progress a seed) resumes an interrupted experiment; every
   `checkpoint_every` epochs (if not finished) `on_checkpoint(states, keys,
-  progress)` is called. Returns states, keys and one TrainStats a seed.
-
-  `drop_single` (a model whose BatchNorm sees one value per channel for one
-  example): when n = 1 mod batch_size the epoch's last batch, of one
-  example, is left out (a different example each epoch, as the order is
-  drawn anew): PyTorch's DataLoader(drop_last=False) would hand BatchNorm1d
-  that batch and raise, and Flax would zero its output. Other n: unchanged.
+  progress)` is called. `experiment` and `seeds` name where a non-finite loss
+  happened. Returns states, keys and one TrainStats a seed.
   """
   num_seeds = keys.shape[0]
-  num_batches = num_train_batches(n, batch_size, drop_single)
+  num_batches = num_train_batches(n, opts.batch_size, opts.drop_single)
   progress = ([dataclasses.replace(p) for p in progress] if progress
               else [Progress() for _ in range(num_seeds)])
-  done = [p.epochs > 0 and p.converged(converge_acc, max_epoch) for p in progress]
-  threshold = device_threshold(converge_acc)
+  done = [p.epochs > 0 and p.converged(opts.converge_acc, opts.max_epoch) for p in progress]
+  threshold = device_threshold(opts.converge_acc)
   while not all(done):
     epochs = next(p.epochs for p, d in zip(progress, done) if not d)
     active = jnp.asarray([not d for d in done])
-    if mode == 'scan':
-      cap = min(epochs_per_call, EPOCHS_PER_CALL, max_epoch - epochs)
-      if checkpoint_every:
-        cap = min(cap, checkpoint_every - epochs % checkpoint_every)
+    if opts.mode == 'scan':
+      cap = min(opts.epochs_per_call, EPOCHS_PER_CALL, opts.max_epoch - epochs)
+      if opts.checkpoint_every:
+        cap = min(cap, opts.checkpoint_every - epochs % opts.checkpoint_every)
       states, keys, count, metrics, ran = device_epochs(
           states, keys, active, data, buffer_idx, n, num_batches, epochs, cap,
-          threshold, step_cfg=step_cfg, batch_size=batch_size, block=block)
+          threshold, step_cfg=opts.step_cfg, batch_size=opts.batch_size, block=opts.block)
       rows, ran = np.asarray(metrics)[:int(count)], np.asarray(ran)[:int(count)]
     else:
-      keys, orders, step_keys = _epoch_draws(keys, active, buffer_idx, n, batch_size)
+      keys, orders, step_keys = _epoch_draws(keys, active, buffer_idx, n, opts.batch_size)
       sums = jnp.zeros((num_seeds, 2), jnp.float32)
       for b in range(num_batches):
         states, sums = group_loop_step(
-            states, sums, active, data, orders, b, n, step_keys, step_cfg=step_cfg,
-            batch_size=batch_size, epoch=epochs, num_batches=num_batches)
+            states, sums, active, data, orders, b, n, step_keys, step_cfg=opts.step_cfg,
+            batch_size=opts.batch_size, epoch=epochs, num_batches=num_batches)
       rows, ran = running_metrics(sums, num_batches)[None], np.asarray(active)[None]
     for row, ran_row in zip(np.asarray(rows, np.float32).tolist(), ran):
       for i in np.flatnonzero(ran_row):
@@ -487,9 +500,9 @@ def train_until_converged(states, keys, data, buffer_idx, n, *, step_cfg,
                      None if seeds is None else seeds[i])
         if on_epoch is not None:
           on_epoch(i, progress[i].epochs, acc, loss, states)
-        done[i] = progress[i].converged(converge_acc, max_epoch)
+        done[i] = progress[i].converged(opts.converge_acc, opts.max_epoch)
     running = [p for p, d in zip(progress, done) if not d]
-    if running and checkpoint_due(running[0], checkpoint_every, on_checkpoint):
+    if running and checkpoint_due(running[0], opts.checkpoint_every, on_checkpoint):
       on_checkpoint(states, keys, [dataclasses.replace(p) for p in progress])
   return states, keys, [p.stats(num_batches) for p in progress]
 

@@ -1,4 +1,5 @@
 """Validation: every bad input is one line naming the field and the fix."""
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import pytest
 
 from configs.default import get_config
 from dash_jax import config as config_lib
-from dash_jax import runs
+from dash_jax import results, runs
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,7 +88,15 @@ def test_cli_errors_are_one_line(args, message, tmp_path):
 def test_runs_saved_before_a_field_existed_still_resume():
   """A run config saved before `precision` existed means float32, the only
   precision there was; any other value is a different config."""
-  old = {'learning_rate': 0.01}
+  old = config_lib.upgrade({'learning_rate': 0.01})  # as results.read_run_config reads it
   assert config_lib.differing_fields(old, {'learning_rate': 0.01, 'precision': 'float32'}) == []
   assert config_lib.differing_fields(old, {'learning_rate': 0.01, 'precision': 'bfloat16'}) == [
       "precision: 'float32' -> 'bfloat16'"]
+
+
+def test_an_older_run_config_is_upgraded_where_it_is_read(tmp_path):
+  path = tmp_path / 'config.json'
+  path.write_text(json.dumps({'learning_rate': 0.01}))
+  assert results.read_run_config(str(path)) == {'learning_rate': 0.01,
+                                                'precision': get_config().precision}
+  assert set(config_lib.ADDED_FIELDS) <= set(config_lib.defaults())

@@ -58,8 +58,9 @@ def _first_epoch_acc(mode, num_seeds=1):
   seen = []
   train.train_until_converged(
       jax.tree.map(stack, state), stack(jax.random.PRNGKey(7)), data, stack(buffer_idx),
-      N, step_cfg=train.StepConfig(), batch_size=BATCH, max_epoch=1, converge_acc=1.0,
-      mode=mode, on_epoch=lambda i, e, acc, loss, s: seen.append(acc))
+      N, train.TrainOptions(train.StepConfig(), batch_size=BATCH, max_epoch=1,
+                            converge_acc=1.0, mode=mode),
+      on_epoch=lambda i, e, acc, loss, s: seen.append(acc))
   assert len(seen) == num_seeds
   return seen[0]
 

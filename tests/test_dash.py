@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from dash_jax import dash, models, optim, train
-from dash_jax.dash import dash_shrink, dash_shrink_jit, shrink_factors
+from dash_jax.dash import dash_shrink, shrink_factors
 from dash_jax.errors import UserError
 
 LAM = 0.3
@@ -162,6 +162,9 @@ def test_per_neuron_is_one_cosine_per_output_channel(conv_tree):
                        for o in range(4)], -1)
   np.testing.assert_allclose(b['conv']['kernel'], expected, rtol=1e-5, atol=1e-6)
   assert not np.allclose(a['conv']['kernel'], b['conv']['kernel'])
+
+
+dash_shrink_jit = jax.jit(dash_shrink, static_argnames='per')
 
 
 def test_jit_equals_eager_on_full_model_tree():

@@ -78,3 +78,32 @@ def test_no_file_edits_sys_path():
     if 'sys.path' in path.read_text():
       offenders.append(str(path.relative_to(ROOT)))
   assert offenders == []
+
+
+
+MAX_FUNCTION_LINES = 60  # a function a reader takes in at once
+
+
+def long_functions(package=PACKAGE, limit=MAX_FUNCTION_LINES) -> list[str]:
+  """'path:line name (N lines)' of every function under `package` longer
+  than `limit` lines (def line to last line, docstring included)."""
+  out = []
+  for path in sorted(package.rglob('*.py')):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        n = node.end_lineno - node.lineno + 1
+        if n > limit:
+          out.append(f'{path.relative_to(package.parent)}:{node.lineno} {node.name} ({n} lines)')
+  return out
+
+
+def test_no_function_is_over_60_lines():
+  assert long_functions() == []
+
+
+def test_the_length_check_finds_a_long_function(tmp_path):
+  (tmp_path / 'pkg').mkdir()
+  body = ''.join(f'  x{i} = {i}\n' for i in range(MAX_FUNCTION_LINES))
+  (tmp_path / 'pkg' / 'long.py').write_text(f'def short():\n  pass\n\n\ndef f():\n{body}')
+  assert long_functions(tmp_path / 'pkg') == [
+      f'pkg/long.py:5 f ({MAX_FUNCTION_LINES + 1} lines)']

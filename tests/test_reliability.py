@@ -227,11 +227,14 @@ def test_failed_save_is_one_line_and_leaves_no_tmp_folder(tmp_path):
 @pytest.mark.parametrize('text', ['[]', '{"config": {"dataset": "digits", "optimizer": "sgd", '
                                   '"train_type": "warm", "seeds": "0", "num_chunks": 1}, '
                                   '"experiments": [{"test_acc": "abc", "steps": 1}]}'])
-def test_report_skips_malformed_results(tmp_path, capsys, text):
+def test_report_names_malformed_results(tmp_path, capsys, text):
+  """The launch's rule: a damaged results.json is one line naming it."""
   (tmp_path / 'r').mkdir()
   (tmp_path / 'r' / 'results.json').write_text(text)
   assert report.main([str(tmp_path)]) == 2
-  assert capsys.readouterr().err.startswith('error: no complete results.json')
+  err = capsys.readouterr().err
+  assert err.startswith(f"error: {tmp_path / 'r' / 'results.json'} is damaged")
+  assert err.count('\n') == 1
 
 
 # --------------------------------------------------------------- config errors

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from dash_jax import report
+from dash_jax import report, results, summary
 from dash_jax.errors import UserError
 
 # (dataset, optimizer, train_type) -> per seed: (test accuracies, steps)
@@ -95,6 +95,48 @@ def test_markdown_table_numbers_and_best(results_dir, tmp_path):
   assert '](figure_digits_sgd.png)' in text and '](figure_svhn_sgd.png)' in text
   assert len(rep.skipped) == 2
   assert 'incomplete (1/3 experiments)' in text and 'a synthetic experiment' in text
+
+
+def test_summary_and_report_are_two_views_of_the_same_rows(results_dir, tmp_path):
+  """summary.md/json (the launch's table) and report.md/csv, fed the same
+  runs, show the same rows with the same numbers."""
+  res = [json.loads(p.read_text()) for p in sorted((results_dir / 'digits').glob('*/results.json'))]
+  text = summary.write(str(tmp_path), res)
+  rep = report.write([str(results_dir / 'digits')], str(tmp_path / 'out'))
+  in_summary = {}
+  for line in text.splitlines():
+    cells = [c.strip() for c in line.strip('|').split('|')]
+    if line.startswith('| ') and cells[0] != 'train_type':  # tt | opt | seeds | 5 figures
+      in_summary[('digits', cells[1].upper(), report.label(cells[0]))] = cells[2:7]
+  in_report = {k: [c.strip('*') for c in cells] for k, cells in md_rows(rep.markdown).items()}
+  assert len(in_report) == 4 and in_report == in_summary
+  saved = json.loads((tmp_path / 'summary.json').read_text())['rows']
+  csv_rows = list(csv.DictReader(io.StringIO((tmp_path / 'out' / 'report.csv').read_text())))
+  by_key = {(r['train_type'], r['optimizer']): r for r in csv_rows}
+  assert sorted(by_key) == sorted((r['train_type'], r['optimizer']) for r in saved)
+  for row in saved:
+    got = by_key[(row['train_type'], row['optimizer'])]
+    assert got['seeds'] == ' '.join(map(str, row['seeds']))
+    for m in report.METRICS:
+      for stat in ('mean', 'std'):
+        # the same figure; % are scaled per seed before averaging (last bits)
+        assert float(got[f'{m.key}_{stat}']) == pytest.approx(m.scale * row[m.key][stat],
+                                                              rel=1e-12, abs=1e-12)
+
+
+def test_a_damaged_results_json_is_one_line_naming_it(results_dir, tmp_path):
+  """One rule for a damaged results.json, in the report as in the launch."""
+  bad = results_dir / 'digits' / 'cold-sgd-seed0' / 'results.json'
+  for damaged in ('{"config": ', json.dumps({'config': {'experiment': 'incremental'},
+                                             'experiments': [{'test_acc': 0.5}]})):
+    bad.write_text(damaged)
+    with pytest.raises(UserError) as from_report:
+      report.write([str(results_dir)], str(tmp_path / 'out'))
+    with pytest.raises(UserError) as from_launch:
+      results.read_run(str(bad))
+    message = str(from_report.value)
+    assert message == str(from_launch.value)
+    assert message.startswith(f'{bad} is damaged') and '\n' not in message
 
 
 def test_csv_full_precision_and_flags(results_dir, tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs.default import get_config
-from dash_jax import cli, monitor, report, results, runs, summary
+from dash_jax import aggregate, cli, monitor, report, results, runs, summary
 from dash_jax import config as config_lib
 from dash_jax.errors import UserError
 
@@ -338,13 +338,14 @@ def sweep_results(tmp_path):
 
 def test_summary_and_report_rows_per_swept_value(sweep_results, tmp_path):
   root, written = sweep_results
-  rows = summary.aggregate_rows(written)
+  rows = summary.json_rows(aggregate.rows([aggregate.RunResult.from_results(r)
+                                           for r in written]))
   assert [(r['train_type'], r['swept']) for r in rows] == [
       ('dash', {'dash_lambda': 0.1}), ('dash', {'dash_lambda': 0.5}),
       ('dash', {'dash_lambda': 0.3}), ('cold', {})]
   assert rows[1]['test_acc_last']['mean'] == pytest.approx(0.8)
   assert rows[1]['steps_total']['std'] == pytest.approx(2.0)
-  md = summary.markdown(rows)
+  md = summary.markdown(aggregate.rows([aggregate.RunResult.from_results(r) for r in written]))
   assert '| train_type | optimizer | dash_lambda | seeds |' in md
   assert '| dash | sgd | 0.5 | 2 | 80.00 (10.00) |' in md and '| cold | sgd |  | 2 |' in md
 

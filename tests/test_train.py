@@ -1,4 +1,6 @@
 """The DASH direction pass, batching and the convergence loop."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,8 +74,10 @@ def _converge(state, key, data, buffer_idx, n, on_epoch=None, **kw):
   if 'on_checkpoint' in kw:
     on_checkpoint = kw['on_checkpoint']
     kw['on_checkpoint'] = lambda s, k, p: on_checkpoint(s, k, p[0])
+  fields = {f.name for f in dataclasses.fields(train.TrainOptions)}
+  opts = train.TrainOptions(**{f: kw.pop(f) for f in list(kw) if f in fields})
   s, k, st = train.train_until_converged(group(state), group(key), data,
-                                         buffer_idx[None], n, **kw)
+                                         buffer_idx[None], n, opts, **kw)
   return train.take_seed(s, 0), k[0], st[0]
 
 

@@ -54,7 +54,7 @@ class ImageSet:
     builder = tfds.builder(self.tfds_name, data_dir=root)
     if builder.is_prepared():
       return builder
-    if not config.get('download', False):
+    if not config.download:
       raise UserError(
           f'dataset {self.name!r} is not prepared in {builder.data_path}; prepare '
           f'it once with `tfds build {self.tfds_name} --data_dir {root}` (downloads '
@@ -76,7 +76,7 @@ class TinyImagenetSet(ImageSet):
     if builder.is_prepared():
       return builder
     manual = os.path.expanduser(
-        config.get('manual_dir', '') or os.path.join(root, 'downloads', 'manual'))
+        config.manual_dir or os.path.join(root, 'downloads', 'manual'))
     if tiny_imagenet.find_root(manual) is None:
       raise UserError(
           f'dataset {self.name!r} is not prepared in {builder.data_path} and '

@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from dash_jax import config as config_lib
 from dash_jax.data import base
 from dash_jax.errors import UserError
 
@@ -35,8 +36,9 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 FORMS = 'PATH.npz (or npz:PATH), tfds:NAME[/CONFIG], folder:PATH'
 KINDS = ('npz', 'tfds', 'folder')
 # Fields that only some kinds read, with their defaults (configs/default.py).
-KIND_FIELDS = {'train_split': ('tfds', 'train'), 'test_split': ('tfds', 'test'),
-               'image_size': ('folder', 0), 'num_classes': ('npz', 0)}
+# Fields only one kind of dataset reads (their defaults: configs/default.py).
+KIND_FIELDS = {'train_split': 'tfds', 'test_split': 'tfds', 'image_size': 'folder',
+               'num_classes': 'npz'}
 
 
 def parse(name: str, registered) -> tuple[str, str]:
@@ -61,12 +63,13 @@ def parse(name: str, registered) -> tuple[str, str]:
 
 def check_fields(config, kind: str) -> None:
   """Fields that only one kind reads must keep their defaults elsewhere."""
-  for field, (reader, default) in KIND_FIELDS.items():
-    value = config.get(field, default)
+  defaults = config_lib.defaults()
+  for field, reader in KIND_FIELDS.items():
+    value, default = config[field], defaults[field]
     if value != default and kind != reader:
       raise UserError(f'config.{field}={value!r} applies to {reader} datasets only '
                       f'(config.dataset={config.dataset!r}); leave it at {default!r}')
-  if config.get('image_size', 0) < 0 or config.get('num_classes', 0) < 0:
+  if config.image_size < 0 or config.num_classes < 0:
     raise UserError('config.image_size and config.num_classes must be >= 0 (0 = from the data)')
 
 
@@ -250,7 +253,7 @@ def load_npz(config, target) -> base.Dataset:
   train_y = _labels(arrays['y_train'], f'{where}: y_train')
   test_y = _labels(arrays['y_test'], f'{where}: y_test')
   _check_splits(where, train_x, train_y, test_x, test_y, NPZ_ARRAYS)
-  k = _num_classes(train_y, test_y, config.get('num_classes', 0), where)
+  k = _num_classes(train_y, test_y, config.num_classes, where)
   source['arrays'] = {a: [list(v.shape), str(v.dtype)] for a, v in arrays.items()}
   return _dataset(name, train_x, train_y, test_x, test_y, k, source)
 
@@ -277,7 +280,7 @@ def load_tfds(config, target) -> base.Dataset:
   except (ValueError, KeyError) as e:
     raise UserError(f'tfds:{target}: {_reason(e)}') from None
   if not builder.is_prepared():
-    if not config.get('download', False):
+    if not config.download:
       raise UserError(
           f'tfds dataset {target!r} is not prepared in {builder.data_path}; prepare it '
           f'once with `tfds build {target} --data_dir {root}`, or rerun with '
@@ -292,7 +295,7 @@ def load_tfds(config, target) -> base.Dataset:
                     f'classification datasets with supervised keys can be read')
   splits, split_names = [], {}
   for field in ('train_split', 'test_split'):
-    split = split_names[field] = config.get(field, KIND_FIELDS[field][1])
+    split = split_names[field] = config[field]
     try:
       splits.append(base.tfds_split_arrays(builder, split))
     except (ValueError, KeyError, AssertionError) as e:
@@ -362,7 +365,7 @@ def load_folder(config, target) -> base.Dataset:
       raise UserError(f'image folder {target}: class {", ".join(missing)} has no images '
                       f'in {split}/ ({", ".join(IMAGE_SUFFIXES)}); give every class '
                       f'images in both train/ and test/')
-  size = config.get('image_size', 0)
+  size = config.image_size
   files = [(f'{split}/{c}/{f}', split, i) for split, classes in (('train', train), ('test', test))
            for i, c in enumerate(names) for f in classes[c]]
   images = []
