@@ -101,7 +101,7 @@ def unfinished(dirs) -> dict:
         if config.get('experiment', 'incremental') != 'incremental':
           continue
         seed = results_lib.seed_of(config)
-        key = Run(None, config, []).key
+        key = aggregate.RunResult(None, config, []).key
       except (OSError, ValueError, KeyError, TypeError, AttributeError):
         continue  # not a run's config: nothing to say about it
       out.setdefault(key, []).append((seed, root))
