@@ -1,10 +1,8 @@
 """Config checks that run before any compute, so a typo costs seconds."""
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
 
+from dash_jax.defaults import DEFAULT_CONFIG, defaults  # noqa: F401 (public here too)
 from dash_jax.errors import UserError
 
 OPTIMIZERS = ('sgd', 'sam')
@@ -53,27 +51,6 @@ ADDED_FIELDS = ('precision', 'chunk_order', 'train_split', 'test_split', 'image_
 CHUNK_ORDERS = ('random', 'given')
 # Derived run-config field: a file dataset's sha256 (data.fingerprinted).
 DATASET_SHA256 = 'dataset_sha256'
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              'configs', 'default.py')
-
-
-@functools.lru_cache(maxsize=None)
-def _default_dict() -> dict:
-  spec = importlib.util.spec_from_file_location('_dash_jax_default_config', DEFAULT_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  except FileNotFoundError:
-    raise UserError(f'{DEFAULT_CONFIG} is missing; the defaults of every field live '
-                    f'there (run from a checkout of the repository)') from None
-  return module.get_config().to_dict()
-
-
-def defaults() -> dict:
-  """Every field's default: configs/default.py's config, as a dict."""
-  return dict(_default_dict())
-
-
 def upgrade(saved: dict) -> dict:
   """A run config read from disk, with each field added since it was saved
   (ADDED_FIELDS) set to its default: the one place an older run's config
@@ -81,7 +58,7 @@ def upgrade(saved: dict) -> dict:
   missing = [f for f in ADDED_FIELDS if f not in saved]
   if not missing:
     return saved
-  default = _default_dict()
+  default = defaults()
   return {**saved, **{f: default[f] for f in missing}}
 
 

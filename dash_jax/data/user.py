@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from dash_jax import config as config_lib
+from dash_jax.defaults import defaults as field_defaults
 from dash_jax.data import base
 from dash_jax.errors import UserError
 
@@ -63,7 +63,7 @@ def parse(name: str, registered) -> tuple[str, str]:
 
 def check_fields(config, kind: str) -> None:
   """Fields that only one kind reads must keep their defaults elsewhere."""
-  defaults = config_lib.defaults()
+  defaults = field_defaults()
   for field, reader in KIND_FIELDS.items():
     value, default = config[field], defaults[field]
     if value != default and kind != reader:
