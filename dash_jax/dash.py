@@ -30,6 +30,7 @@ from flax import nnx
 from dash_jax.errors import UserError
 
 __all__ = ['role', 'param_roles', 'cosine', 'kernel_axes', 'shrink_factors', 'shrink',
+           'shrink_checked', 'check_finite',
            'dash_shrink', 'ema_update', 'ema_direction', 'direction', 'apply']
 
 COS_EPS = 1e-8  # torch.nn.functional.cosine_similarity's guard

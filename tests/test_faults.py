@@ -96,7 +96,7 @@ def test_shrink_under_jit_keeps_its_numbers_and_shrink_checked_flags():
   direction = jax.tree.map(lambda p: jnp.cos(p) + 0.1, params)
   eager = dash.shrink(params, direction, 0.3)
   jax.tree.map(np.testing.assert_array_equal, eager,
-               dash.dash_shrink_jit(params, direction, 0.3, per='kernel'))
+               jax.jit(dash.shrink, static_argnames='per')(params, direction, 0.3, per='kernel'))
   out, ok = jax.jit(dash.shrink_checked)(params, direction, 0.3)
   assert bool(ok)
   jax.tree.map(np.testing.assert_array_equal, eager, out)
