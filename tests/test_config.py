@@ -1,7 +1,5 @@
 """Validation: every bad input is one line naming the field and the fix."""
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -59,12 +57,6 @@ def test_too_many_chunks_for_the_data(tiny_config, tmp_path):
   assert not os.listdir(tmp_path)  # nothing written before the check
 
 
-def _cli(*args):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  return subprocess.run([sys.executable, 'launch.py', *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize('args,message', [
     (['--config', 'configs/nope.py', '--workdir', 'W'], 'config file configs/nope.py not found'),
     (['--config', 'configs/default.py', '--workdir', 'W', '--config.learnig_rate=1'],
@@ -74,13 +66,14 @@ def _cli(*args):
     (['--config', 'configs/default.py', '--workdir', 'W', '--config.optimizer=adam'],
      "unknown optimizer 'adam'"),
 ])
-def test_cli_errors_are_one_line(args, message, tmp_path):
+def test_cli_errors_are_one_line(args, message, tmp_path, launch_in_process, monkeypatch):
+  monkeypatch.chdir(ROOT)  # the config paths are relative to the repository
   args = [str(tmp_path / 'w') if a == 'W' else a for a in args]
-  proc = _cli(*args)
-  assert proc.returncode == 2
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], proc.stderr
-  assert 'Traceback' not in proc.stdout + proc.stderr
+  code, out, err = launch_in_process(*args)
+  assert code == 2
+  lines = [l for l in err.splitlines() if l.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], err
+  assert 'Traceback' not in out + err
   assert not os.path.exists(tmp_path / 'w')
 
 

@@ -122,12 +122,11 @@ def test_unwritable_workdir_is_refused(tiny_config, tmp_path, monkeypatch):
   _nothing_written(tmp_path, monkeypatch, tiny_config, 'w', 'cannot write in .*Permission')
 
 
-def test_empty_workdir_from_the_command_line(tmp_path):
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--config',
-                         os.path.join(ROOT, 'configs/synthetic.py'), '--workdir', ''],
-                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
-  err = proc.stderr
-  assert proc.returncode == 2
+def test_empty_workdir_from_the_command_line(tmp_path, launch_in_process, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/synthetic.py'),
+                                   '--workdir', '')
+  assert code == 2
   assert os.listdir(tmp_path) == []  # no ./synthetic
   assert err.startswith('error: --workdir is empty') and err.count('\n') == 1
 
@@ -253,15 +252,13 @@ def test_num_train_beyond_the_split_is_refused(tiny_config, tmp_path):
 @pytest.mark.parametrize('body,expected', [
     ('def get_config():\n  return None\n', 'get_config() returned None'),
     ('x = 1\n', 'has no get_config()')])
-def test_config_file_without_a_config(tmp_path, body, expected):
+def test_config_file_without_a_config(tmp_path, body, expected, launch_in_process):
   path = tmp_path / 'c.py'
   path.write_text(body)
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--config',
-                         str(path), '--workdir', str(tmp_path / 'w')], cwd=ROOT,
-                        capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 2
-  assert proc.stderr.startswith(f'error: config file {path}')
-  assert proc.stderr.count('\n') == 1 and expected in proc.stderr and str(path) in proc.stderr
+  code, _, err = launch_in_process('--config', path, '--workdir', tmp_path / 'w')
+  assert code == 2
+  assert err.startswith(f'error: config file {path}')
+  assert err.count('\n') == 1 and expected in err and str(path) in err
 
 
 # --------------------------------------------------------------- batch clamp, converged flag

@@ -3,8 +3,9 @@ import csv
 import io
 import json
 import os
-import subprocess
+import runpy
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -160,14 +161,16 @@ def test_cli_empty_folder_is_a_one_line_error(tmp_path, capsys):
     report.write([str(tmp_path / 'missing')])
 
 
-def test_cli_module_entry_point(results_dir, tmp_path):
+def test_cli_module_entry_point(results_dir, tmp_path, capsys, monkeypatch):
+  """`python -m dash_jax.report DIR --out OUT`, run as __main__ in this process."""
   out = tmp_path / 'out'
-  proc = subprocess.run(
-      [sys.executable, '-m', 'dash_jax.report', str(results_dir), '--out', str(out)],
-      capture_output=True, text=True, check=False,
-      cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert proc.returncode == 0, proc.stderr
-  assert '| SGD | DASH | 2 |' in proc.stdout
+  monkeypatch.setattr(sys, 'argv', ['dash_jax.report', str(results_dir), '--out', str(out)])
+  with warnings.catch_warnings():  # runpy: the module is imported already
+    warnings.simplefilter('ignore', RuntimeWarning)
+    with pytest.raises(SystemExit) as e:
+      runpy.run_module('dash_jax.report', run_name='__main__', alter_sys=True)
+  assert e.value.code == 0
+  assert '| SGD | DASH | 2 |' in capsys.readouterr().out
   assert {'report.md', 'report.csv', 'figure_digits_sgd.png'} <= set(os.listdir(out))
 
 

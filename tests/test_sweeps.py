@@ -149,16 +149,13 @@ def test_bad_lists_are_one_line_naming_field_and_value(field, values, message):
   assert message in str(e.value) and '\n' not in str(e.value)
 
 
-def test_cli_list_errors_are_one_line(tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
+def test_cli_list_errors_are_one_line(tmp_path, launch_in_process):
   for override, message in [('--config.data_dir=a,b', 'config.data_dir takes one value'),
                             ('--config.dash_alpha=0.3,,1', 'has an empty element')]:
-    proc = subprocess.run(
-        [sys.executable, 'launch.py', '--config', 'configs/default.py', '--workdir',
-         str(tmp_path / 'w'), override], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=120)
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/default.py'),
+                                     '--workdir', tmp_path / 'w', override)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith('error: ') and message in lines[0]
   assert not os.path.exists(tmp_path / 'w')
 
@@ -423,15 +420,12 @@ def test_wandb_missing_package_is_one_line(monkeypatch):
     monitor.WandbLogger(config, 'dash-sgd-seed0', '/nonexistent')
 
 
-def test_wandb_missing_package_on_the_command_line(tmp_path):
-  code = ('import sys; sys.modules["wandb"] = None; sys.argv = ["launch.py", "--config", '
-          '"configs/default.py", "--workdir", sys.argv[1], "--config.wandb=True"]; '
-          'import runpy; runpy.run_path("launch.py", run_name="__main__")')
-  proc = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'w')], cwd=ROOT,
-                        env=dict(os.environ, JAX_PLATFORMS='cpu'), capture_output=True,
-                        text=True, timeout=120)
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+def test_wandb_missing_package_on_the_command_line(tmp_path, launch_in_process, monkeypatch):
+  monkeypatch.setitem(sys.modules, 'wandb', None)  # import wandb -> ImportError
+  code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/default.py'),
+                                   '--workdir', tmp_path / 'w', '--config.wandb=True')
+  lines = [l for l in err.splitlines() if l.strip()]
+  assert code == 2 and len(lines) == 1, err
   assert 'pip install wandb' in lines[0]
 
 
