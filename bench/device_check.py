@@ -460,8 +460,11 @@ def run_tests(files, out_dir, timeout_s):
   if jax.default_backend() != 'cpu':
     env['JAX_PLATFORMS'] = ''  # set, so conftest keeps it; empty = JAX picks the GPU
   start = time.perf_counter()
-  proc = subprocess.Popen([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-                           f'--junitxml={xml}', *files], cwd=ROOT, env=env,
+  # -o addopts=: one process (pytest.ini's -n auto would start a worker per core on
+  # one GPU, and needs pytest-xdist, which a GPU machine may not have).
+  proc = subprocess.Popen([sys.executable, '-m', 'pytest', '-q', '-o', 'addopts=',
+                           '-p', 'no:cacheprovider', f'--junitxml={xml}', *files],
+                          cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     log, _ = proc.communicate(timeout=timeout_s)

@@ -193,7 +193,7 @@ def resolve_config(value: str) -> str:
   name that is a file here) stays as given. ml_collections' `FILE:ARGS`
   suffix is kept."""
   name, sep, rest = value.partition(':')
-  if not name or os.path.exists(name) or name.endswith('.py') or os.sep in name:
+  if not name or os.path.isfile(name) or name.endswith('.py') or os.sep in name:
     return value
   shipped = shipped_configs()
   if name not in shipped:

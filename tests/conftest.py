@@ -86,3 +86,9 @@ def launch_in_process(monkeypatch, capsys):
     out, err = capsys.readouterr()
     return code, out, err
   return launch
+
+
+def pytest_collection_modifyitems(config, items):
+  """Slow tests first (stable: each worker of pytest-xdist sees one order), so
+  the long ones do not start last and leave the other workers idle."""
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)

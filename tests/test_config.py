@@ -84,3 +84,28 @@ def test_runs_saved_before_a_field_existed_still_resume():
   assert config_lib.differing_fields(old, {'learning_rate': 0.01, 'precision': 'float32'}) == []
   assert config_lib.differing_fields(old, {'learning_rate': 0.01, 'precision': 'bfloat16'}) == [
       "precision: 'float32' -> 'bfloat16'"]
+
+
+def test_config_names_a_shipped_config_or_a_file(tmp_path, monkeypatch, capsys):
+  """`--config default` (the `dash-jax` command, from any folder) is the
+  shipped configs/default.py; a path stays a path; a name of nothing is one
+  line."""
+  from dash_jax import cli
+  shipped = cli.shipped_configs()
+  assert shipped['default'] == os.path.join(ROOT, 'configs', 'default.py')
+  assert 'paper' not in shipped and '__init__' not in shipped  # no get_config()
+  monkeypatch.chdir(tmp_path)
+  assert cli.resolve_config_arg(['x', '--config', 'default', '--workdir', 'w']) == [
+      'x', '--config', shipped['default'], '--workdir', 'w']
+  assert cli.resolve_config_arg(['x', '--config=cifar10_mlp:arg']) == [
+      'x', f'--config={shipped["cifar10_mlp"]}:arg']
+  assert cli.resolve_config('configs/default.py') == 'configs/default.py'
+  (tmp_path / 'default').mkdir()  # a folder of that name (a workdir) does not count
+  assert cli.resolve_config('default') == shipped['default']
+  (tmp_path / 'synthetic').write_text('')  # a file of that name here wins
+  assert cli.resolve_config('synthetic') == 'synthetic'
+  with pytest.raises(SystemExit) as e:
+    cli.resolve_config('defualt')
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and 'did you mean "default"?' in err
