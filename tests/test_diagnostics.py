@@ -76,6 +76,7 @@ def read_scalars(run_dir):
           for tag in acc.Tags()['scalars']}
 
 
+@pytest.mark.slow
 def test_launch_diagnostics_tensorboard_and_report(tiny_config, tmp_path):
   tiny_config.diagnostics = True
   on = dash_jax.run(tiny_config, str(tmp_path / 'on'))['warm-sgd-seed0']

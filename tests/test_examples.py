@@ -11,6 +11,7 @@ LINE = re.compile(r'round (\d)/2  warm: test acc ([\d.]+)% \((\d+) epochs\)  '
                   r'dash: test acc ([\d.]+)% \((\d+) epochs\)')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['linen_digits', 'nnx_digits'])
 def test_example_prints_one_line_per_round(name):
   env = dict(os.environ, JAX_PLATFORMS='cpu')

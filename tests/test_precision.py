@@ -117,6 +117,7 @@ def test_precision_is_validated_and_guarded():
     config_lib.validate(config)
 
 
+@pytest.mark.slow
 def test_bfloat16_end_to_end(tiny_config, tmp_path):
   tiny_config.precision, tiny_config.train_type = 'bfloat16', 'dash'
   out = dash_jax.run(tiny_config, str(tmp_path))

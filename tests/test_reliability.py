@@ -42,6 +42,7 @@ def _strip(res):
 # --------------------------------------------------------------- one workdir, many launches
 
 
+@pytest.mark.slow
 def test_same_launch_twice_at_once_shares_the_runs(tfds_dir, tmp_path):
   procs = [_launch(tmp_path, tfds_dir, '--config.seeds=0,1') for _ in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
@@ -54,6 +55,7 @@ def test_same_launch_twice_at_once_shares_the_runs(tfds_dir, tmp_path):
   assert tables[0] == tables[1]  # both print the same numbers
 
 
+@pytest.mark.slow
 def test_second_launch_with_another_config_is_refused(tfds_dir, tmp_path):
   procs = [_launch(tmp_path, tfds_dir), _launch(tmp_path, tfds_dir, '--config.label_noise=0.0')]
   outs = [p.communicate(timeout=600) for p in procs]
@@ -68,6 +70,7 @@ def test_second_launch_with_another_config_is_refused(tfds_dir, tmp_path):
   assert saved == (0.2 if winner is procs[0] else 0.0)
 
 
+@pytest.mark.slow
 def test_a_held_run_is_waited_for_then_trained(tiny_config, tmp_path):
   """A run another process holds is skipped, then taken once its lock goes
   (as when the holder crashes: the OS drops the lock)."""
@@ -146,6 +149,7 @@ def _wait_for(proc, text, deadline=300):
   raise AssertionError(f'no {text!r} in time')
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_first_compile_is_one_line(tfds_dir, tmp_path):
   proc = _launch(tmp_path, tfds_dir)
   _wait_for(proc, 'run 1/1')  # the first compile comes right after this line
@@ -155,6 +159,7 @@ def test_ctrl_c_during_the_first_compile_is_one_line(tfds_dir, tmp_path):
   assert err == INTERRUPTED
 
 
+@pytest.mark.slow
 def test_sigterm_saves_then_the_relaunch_resumes(tfds_dir, tmp_path):
   args = ('--config.num_chunks=1', '--config.max_epoch=400', '--config.converge_acc=1.0',
           '--config.checkpoint_every_epochs=0')  # no checkpoints inside the experiment
@@ -264,6 +269,7 @@ def test_config_file_without_a_config(tmp_path, body, expected, launch_in_proces
 # --------------------------------------------------------------- batch clamp, converged flag
 
 
+@pytest.mark.slow
 def test_batch_beyond_the_training_set_is_the_training_set(tiny_config, tmp_path):
   tiny_config.max_epoch = 2
   big = dash_jax.run(tiny_config, str(tmp_path / 'big'), lambda *a: None)['warm-sgd-seed0']
@@ -276,6 +282,7 @@ def test_batch_beyond_the_training_set_is_the_training_set(tiny_config, tmp_path
   assert _strip(big) != _strip(same)  # batch 128 really differs
 
 
+@pytest.mark.slow
 def test_unconverged_experiments_are_marked(tiny_config, tmp_path):
   lines = []
   res = dash_jax.run(tiny_config, str(tmp_path / 'a'), lines.append)['warm-sgd-seed0']
@@ -292,6 +299,7 @@ def test_unconverged_experiments_are_marked(tiny_config, tmp_path):
   assert not any('NOT CONVERGED' in l or 'max_epoch before' in l for l in lines)
 
 
+@pytest.mark.slow
 def test_runs_per_device_packs_the_runs_into_worker_processes(tiny_config, tmp_path, capfd):
   """config.runs_per_device=2: a spawned worker process takes the runs this
   process does not hold; each run is trained once, with its own numbers."""

@@ -171,6 +171,7 @@ def sweep_config(tiny_config):
   return tiny_config
 
 
+@pytest.mark.slow
 def test_swept_launch_equals_separate_launches_and_resumes(sweep_config, tmp_path):
   work = str(tmp_path / 'sweep')
   launched = runs.run(sweep_config, work, **QUIET)
@@ -221,6 +222,7 @@ def _events(folder):
   return out
 
 
+@pytest.mark.slow
 def test_hparams_event_holds_swept_values_and_final_metrics(sweep_config, tmp_path):
   from tensorboard.plugins.hparams import metadata, plugin_data_pb2
   sweep_config.dash_lambda = (0.5,)
@@ -243,6 +245,7 @@ def test_hparams_event_holds_swept_values_and_final_metrics(sweep_config, tmp_pa
   assert final['final/steps_total'] == res['steps_total']
 
 
+@pytest.mark.slow
 def test_vmapped_seed_groups_with_a_sweep_match_plain_runs(sweep_config, tmp_path):
   sweep_config.seeds = '0,1'
   plain = runs.run(sweep_config, str(tmp_path / 'plain'), **QUIET)
@@ -278,6 +281,7 @@ HOST_CHILD = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_two_processes_share_a_sweep(tfds_dir, tmp_path):
   with socket.socket() as s:
     s.bind(('localhost', 0))
@@ -441,6 +445,7 @@ class _FakeWandbRun:
     self.calls.append(('finish', self.kwargs['name']))
 
 
+@pytest.mark.slow
 def test_wandb_gets_config_scalars_and_final_metrics(sweep_config, tmp_path, monkeypatch):
   calls = []
   fake = types.ModuleType('wandb')
@@ -465,6 +470,7 @@ def test_wandb_gets_config_scalars_and_final_metrics(sweep_config, tmp_path, mon
   assert run.summary['steps_total'] == res['summary']['steps_total']
 
 
+@pytest.mark.slow
 def test_wandb_offline_when_installed(sweep_config, tmp_path, monkeypatch):
   pytest.importorskip('wandb')
   monkeypatch.setenv('WANDB_MODE', 'offline')
