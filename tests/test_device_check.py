@@ -67,6 +67,7 @@ def test_projection_adds_steps_direction_and_evaluation():
   assert cold.notes.startswith(f'{50 * 2916 * 10.0 / 3.6e6:.2f} h') and 'direction' not in cold.notes
 
 
+@pytest.mark.slow
 def test_test_counts_come_from_the_report(tmp_path):
   dc = _device_check()
   f = tmp_path / 'test_sample.py'

@@ -40,6 +40,7 @@ def test_buffer_accuracy_matches_evaluate(tiny):
   assert float(got) == pytest.approx(float(want), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_buffer_grad_norm_is_the_kernel_gradient_norm_of_the_mean_loss(tiny):
   state, data, buf = tiny
   idx = np.asarray(buf)[3:20]
