@@ -221,7 +221,8 @@ def _define_flags():
   from ml_collections import config_flags
   if 'config' not in flags.FLAGS:  # main() may run more than once in a process (tests)
     config_flags.DEFINE_config_file('config', None, 'Config file, or the name of a '
-                                    'shipped one (default, paper, ...).', lock_config=True)
+                                    'shipped one (default, cifar10_resnet18, ...).',
+                                    lock_config=True)
     flags.DEFINE_string('workdir', None, 'Where runs, checkpoints and tables go.')
     flags.mark_flags_as_required(['config', 'workdir'])
 
