@@ -137,6 +137,7 @@ def test_same_param_tree_either_kernels(name):
 
 @pytest.mark.parametrize('name,input_shape', [('mlp', (6, 6, 1)), ('resnet18', (8, 8, 3)),
                                               ('resnet18_sota', (8, 8, 3))])
+@pytest.mark.slow
 def test_same_numbers_either_kernels(name, input_shape):
   """Same initial values, logits and BatchNorm statistics; a padded example
   (masked out) moves neither kernel set's statistics."""
@@ -273,6 +274,7 @@ def _filled(module, input_shape):
   return jax.tree_util.tree_map_with_path(fill, variables)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['mlp', 'resnet18', 'resnet18_sota', 'vgg16'])
 def test_train_and_eval_step(name):
   module = build(name, 10)
