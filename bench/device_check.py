@@ -183,14 +183,19 @@ class Sizes:
   eval_n: int
   eval_batch: int
   protocol: dict
+  dtypes: tuple = ('float32', 'bfloat16')  # of the step rows measured; the others noted
 
 
 FULL = Sizes('resnet18', 0, (32, 32, 3), 128, 30, 3, (1, 2, 4, 8), 2, 10, 1000,
              10_000, 256,
              {'model': 'resnet18', 'num_train': 5000, 'num_chunks': 10, 'max_epoch': 2})
-SMOKE = Sizes('mlp', 16, (32, 32, 3), 8, 2, 1, (1, 2), 2, 2, 8, 64, 32,
+# CI's check that every row comes out: the bfloat16 steps (the same code as
+# float32's) and a second process add compiles and minutes, and nothing the
+# rows' code does not already run; tests/test_precision.py covers bfloat16.
+SMOKE = Sizes('mlp', 16, (32, 32, 3), 8, 2, 1, (1, 2), 1, 2, 8, 64, 32,
               {'model': 'mlp', 'width': 16, 'num_train': 64, 'num_chunks': 2,
-               'max_epoch': 1})
+               'max_epoch': 1}, dtypes=('float32',))
+NOT_IN_SMOKE = 'not measured in --smoke (the GPU run measures it)'
 
 # Epoch modes timed: a jitted step a batch from Python; a compiled epoch with
 # one host round trip a step ('scan', block 1); and with a fixed-length block
@@ -460,8 +465,11 @@ def run_tests(files, out_dir, timeout_s):
   if jax.default_backend() != 'cpu':
     env['JAX_PLATFORMS'] = ''  # set, so conftest keeps it; empty = JAX picks the GPU
   start = time.perf_counter()
-  proc = subprocess.Popen([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-                           f'--junitxml={xml}', *files], cwd=ROOT, env=env,
+  # -o addopts=: one process (pytest.ini's -n auto would start a worker per core on
+  # one GPU, and needs pytest-xdist, which a GPU machine may not have).
+  proc = subprocess.Popen([sys.executable, '-m', 'pytest', '-q', '-o', 'addopts=',
+                           '-p', 'no:cacheprovider', f'--junitxml={xml}', *files],
+                          cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     log, _ = proc.communicate(timeout=timeout_s)
@@ -571,6 +579,9 @@ def main(argv=None):
   for opt in ('SGD', 'SAM'):
     for dtype in ('float32', 'bfloat16'):
       keys = [f'ResNet-18 {opt} step, {dtype}, {m}' for m in MODES]
+      if dtype not in sizes.dtypes:
+        rows.update((k, Row(k, notes=NOT_IN_SMOKE)) for k in keys)
+        continue
 
       def measure(opt=opt, dtype=dtype):
         got = time_steps(sizes, opt, dtype)

@@ -106,6 +106,12 @@ class Row:
   def key(self) -> tuple:
     return (self.dataset, self.optimizer, self.train_type, self.swept)
 
+  def value(self, field):
+    """The row's value of a swept column: its swept value, else the value it
+    was launched with (a run of no sweep, at the defaults); '' if unknown."""
+    swept = dict(self.swept)
+    return swept[field] if field in swept else self.runs[0].config.get(field, '')
+
   def shown(self, field, scale=1.0) -> tuple[float, float]:
     """(mean, population std) over seeds of scale * `field`: a view's units
     (e.g. accuracy in %), each seed scaled before averaging."""

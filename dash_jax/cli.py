@@ -1,9 +1,14 @@
-"""Command-line glue: every failure the user can fix is one line, exit 2."""
+"""Command-line glue: every failure the user can fix is one line, exit 2.
+
+main() is the launch: the `dash-jax` console script and launch.py.
+"""
 from __future__ import annotations
 
 import contextlib
 import difflib
 import errno
+import importlib.util
+import os
 import re
 import sys
 
@@ -173,3 +178,91 @@ def run_or_fail(fn, *args):
     signals.exit_now(*signals.SAVED)
   except KeyboardInterrupt:  # only where the handler could not be installed
     signals.exit_now(*signals.INTERRUPTED)
+
+
+# ------------------------------------------------------------------ launch
+
+
+def shipped_configs() -> dict:
+  """{name: path} of the configs shipped with the package (configs/*.py)."""
+  spec = importlib.util.find_spec('configs')
+  if spec is None or not spec.submodule_search_locations:
+    return {}
+  out = {}
+  for folder in spec.submodule_search_locations:
+    for f in sorted(os.listdir(folder)):
+      path = os.path.join(folder, f)
+      if f.endswith('.py') and f != '__init__.py' and _has_get_config(path):
+        out.setdefault(f[:-3], path)
+  return out
+
+
+def _has_get_config(path) -> bool:
+  with open(path) as f:
+    return 'def get_config(' in f.read()  # paper.py: a helper, not a setting
+
+
+def resolve_config(value: str) -> str:
+  """`--config default` (a shipped config's name) -> its file; a path (or a
+  name that is a file here) stays as given. ml_collections' `FILE:ARGS`
+  suffix is kept."""
+  name, sep, rest = value.partition(':')
+  if not name or os.path.isfile(name) or name.endswith('.py') or os.sep in name:
+    return value
+  shipped = shipped_configs()
+  if name not in shipped:
+    close = difflib.get_close_matches(name, list(shipped), n=1)
+    hint = f'did you mean "{close[0]}"? ' if close else ''
+    fail(f'config {name!r} is neither a file nor a shipped config; {hint}'
+         f'pass a config file (configs/default.py) or one of: {", ".join(shipped)}')
+  return shipped[name] + sep + rest
+
+
+def resolve_config_arg(argv) -> list:
+  """argv with its --config value resolved (resolve_config)."""
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      argv[i] = '--config=' + resolve_config(arg.split('=', 1)[1])
+      break
+    if arg == '--config' and i + 1 < len(argv):
+      argv[i + 1] = resolve_config(argv[i + 1])
+      break
+  return argv
+
+
+def _define_flags():
+  from ml_collections import config_flags
+  if 'config' not in flags.FLAGS:  # main() may run more than once in a process (tests)
+    config_flags.DEFINE_config_file('config', None, 'Config file, or the name of a '
+                                    'shipped one (default, cifar10_resnet18, ...).',
+                                    lock_config=True)
+    flags.DEFINE_string('workdir', None, 'Where runs, checkpoints and tables go.')
+    flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _launch(argv):
+  del argv
+  absl_logging.set_verbosity(absl_logging.WARNING)  # tfds reports every file it opens
+  packed = flags.FLAGS.config.get('runs_per_device', 1)
+  if packed > 1:  # before JAX starts: the processes share the device memory
+    os.environ.setdefault('XLA_PYTHON_CLIENT_MEM_FRACTION', f'{0.9 / packed:.2f}')
+  import dash_jax  # TensorFlow loads only to read a dataset, and hides the GPUs
+  run_or_fail(dash_jax.run, flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+def main(argv=None):
+  """dash-jax --config CONFIG --workdir DIR [--config.FIELD=VALUE ...]
+
+  CONFIG: a config file (configs/default.py) or a shipped config's name
+  (default). Re-running the same command resumes unfinished runs and skips
+  finished ones."""
+  signals.install()  # Ctrl-C: one line, exit 130 (launch.py installs it earlier still)
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow loads
+  # TF only reads data; its oneDNN banner would break one-line errors on stderr.
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+  from absl import app
+  _define_flags()
+  flags.FLAGS.unparse_flags()  # a second main() in one process starts afresh
+  argv = resolve_config_arg(sys.argv if argv is None else argv)
+  app.run(_launch, argv=argv, flags_parser=parse_flags)

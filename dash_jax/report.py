@@ -35,6 +35,8 @@ TRAIN_TYPE_LABELS = {name: t.label for name, t in interventions.TRAINING_TYPES.i
 OPTIMIZER_ORDER = ('sgd', 'sam')
 COLORS = {'cold': 'C0', 'warm': 'C1', 'warm_rm': 'C4', 'reset': 'C5',
           'l2_init': 'C8', 'sp': 'C2', 'dash': 'C3'}
+PALETTE = tuple(f'C{i}' for i in range(10))  # matplotlib's tab10: 10 distinct colours
+MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '*', '<', '>')
 # Config fields that may differ between the seeds of one row.
 _SAME_ROW_IGNORED = config_lib.EXECUTION_FIELDS | {'seed', 'seeds'}
 
@@ -211,7 +213,7 @@ def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
             'seeds | ' + ' | '.join(m.title for m in METRICS) + ' |',
             '|---|---|' + '---:|' * (len(swept) + 1 + len(METRICS))]
     for r in block:
-      values = ''.join(f'{dict(r.swept).get(f, "")} | ' for f in swept)
+      values = ''.join(f'{r.value(f)} | ' for f in swept)
       seeds = (f'{len(r.seeds)} of {len(r.seeds) + len(r.unfinished)} finished'
                if r.unfinished else f'{len(r.seeds)}')
       out.append(f'| {r.optimizer.upper()} | {label(r.train_type)} | {values}'
@@ -251,7 +253,8 @@ def csv_fields(swept=()) -> list[str]:
 
 def csv_text(rows) -> str:
   """Full precision; accuracies in %; *_best is 1 for the marked cells; a
-  swept field's column is empty on rows that did not sweep it."""
+  swept field's column holds, on rows that did not sweep it, the value they
+  were launched with (empty if their config does not have the field)."""
   buf = io.StringIO()
   swept = aggregate.swept_fields(r.swept for r in rows)
   marked = best(rows)
@@ -260,7 +263,7 @@ def csv_text(rows) -> str:
   for r in rows:
     rec = {'dataset': r.dataset, 'optimizer': r.optimizer, 'train_type': r.train_type,
            'num_seeds': len(r.seeds), 'seeds': ' '.join(map(str, r.seeds)),
-           **{f: '' for f in swept}, **dict(r.swept)}
+           **{f: r.value(f) for f in swept}}
     for m in METRICS:
       mean, std = r.shown(m.key, m.scale)
       rec[f'{m.key}_mean'], rec[f'{m.key}_std'] = repr(mean), repr(std)
@@ -284,13 +287,30 @@ def curves(runs, field, scale=1.0):
 
 
 def _colors(train_types) -> list[str]:
-  """The paper's colour per training type; a training type that appears more
-  than once (a sweep) or has none takes spare colours."""
+  """A colour per line, all different up to 10 lines: the paper's colour of a
+  training type that has one line; lines of a training type that appears
+  more than once (a sweep), or has no colour, take the colours no other line
+  has."""
   counts = collections.Counter(train_types)
-  spare = itertools.cycle([f'C{i}' for i in range(10)] if len(counts) < len(train_types)
-                          else ['C6', 'C7', 'C9'])
-  return [COLORS[tt] if tt in COLORS and counts[tt] == 1 else next(spare)
-          for tt in train_types]
+  fixed = [COLORS.get(tt) if counts[tt] == 1 else None for tt in train_types]
+  free = [c for c in PALETTE if c not in fixed]
+  spare = itertools.chain(free, itertools.cycle(PALETTE))  # past 10 lines they repeat
+  return [c or next(spare) for c in fixed]
+
+
+def _markers(n) -> list[str]:
+  """A marker per line, all different up to 10 lines."""
+  return [MARKERS[i % len(MARKERS)] for i in range(n)]
+
+
+def _legend_outside(fig, axes):
+  """One legend for the figure, right of the plots (off the curves); a label
+  shown once."""
+  handles = {}
+  for ax in axes:
+    for h, l in zip(*ax.get_legend_handles_labels()):
+      handles.setdefault(l, h)
+  fig.legend(list(handles.values()), list(handles), loc='outside right upper')
 
 
 def build_figure(dataset, optimizer, by_train_type):
@@ -303,16 +323,18 @@ def build_figure(dataset, optimizer, by_train_type):
   axes = fig.subplots(1, 2)
   lines = [(k if isinstance(k, tuple) else (k, ()), runs) for k, runs in by_train_type.items()]
   colors = _colors([tt for (tt, _), _ in lines])
+  markers = _markers(len(lines))
   for ax, (field, scale, ylabel) in zip(axes, PANELS):
-    for color, ((tt, swept), runs) in zip(colors, lines):
+    for color, marker, ((tt, swept), runs) in zip(colors, markers, lines):
       x, mean, std = curves(runs, field, scale)
-      ax.plot(x, mean, color=color, label=f'{label(tt, swept)} ({len(runs)} seeds)')
+      ax.plot(x, mean, color=color, marker=marker, markersize=4,
+              markevery=max(1, len(x) // 12), label=f'{label(tt, swept)} ({len(runs)} seeds)')
       ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel('experiment')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-  axes[0].legend()
+  _legend_outside(fig, axes[:1])
   fig.suptitle(f'{dataset}, {optimizer.upper()}')
   return fig
 
@@ -362,6 +384,7 @@ def build_sensitivity(field, blocks):
     numeric = all(_value_key(v)[0] == 0 for v in swept)
     where = {v: (v if numeric else i) for i, v in enumerate(swept)}
     colors = dict(zip(by_tt, _colors(list(by_tt))))
+    markers = dict(zip(by_tt, _markers(len(by_tt))))
     for ax, (_, _, ylabel), i in zip(row, SENSITIVITY, range(2)):
       for tt, (values, metrics) in points.items():
         mean, std = metrics[i]
@@ -373,7 +396,8 @@ def build_sensitivity(field, blocks):
           continue
         x = np.array([where[v] for v in values], np.float64)
         n = len(by_tt[tt][values[0]])
-        ax.plot(x, mean, marker='o', color=colors[tt], label=f'{label(tt)} ({n} seeds)')
+        ax.plot(x, mean, marker=markers[tt], color=colors[tt],
+                label=f'{label(tt)} ({n} seeds)')
         ax.fill_between(x, mean - std, mean + std, color=colors[tt], alpha=0.2,
                         linewidth=0)
       if not numeric:
@@ -382,7 +406,7 @@ def build_sensitivity(field, blocks):
       ax.set_ylabel(ylabel)
       ax.set_title(f'{dataset}, {opt.upper()}')
       ax.grid(alpha=0.3)
-    row[0].legend()
+  _legend_outside(fig, axes[:, 0])
   return fig
 
 

@@ -1,5 +1,6 @@
 """Shared test set-up: CPU, fast compiles, one digits build per session."""
 import os
+import sys
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -54,3 +55,40 @@ def mock_tfds():
         tfds.core.DatasetBuilder, 'is_prepared', return_value=True):
       yield
   return mocked
+
+
+@pytest.fixture
+def launch_in_process(monkeypatch, capsys):
+  """`python launch.py ARGS` (dash_jax.cli.main, as the `dash-jax` command)
+  called in this process: (exit code, stdout, stderr). For what a launch
+  says about bad input; tests of signals, imports or a second process start
+  a real one. The process-wide set-up main() does for a real launch (signal
+  handlers, absl's logging handler) is left out here."""
+  from absl import logging as absl_logging
+
+  from dash_jax import cli, signals
+  monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
+  monkeypatch.setattr(absl_logging, 'use_absl_handler', lambda: None)
+  verbosity = absl_logging.get_verbosity()
+
+  def launch(*args):
+    capsys.readouterr()
+    # ml_collections loads the config file as module 'config_config' and
+    # would run the next file into the same module: a process holds none yet.
+    monkeypatch.delitem(sys.modules, 'config_config', raising=False)
+    try:
+      cli.main(['launch.py', *map(str, args)])
+      code = 0
+    except SystemExit as e:
+      code = e.code
+    finally:
+      absl_logging.set_verbosity(verbosity)
+    out, err = capsys.readouterr()
+    return code, out, err
+  return launch
+
+
+def pytest_collection_modifyitems(config, items):
+  """Slow tests first (stable: each worker of pytest-xdist sees one order), so
+  the long ones do not start last and leave the other workers idle."""
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)

@@ -12,6 +12,7 @@ from dash_jax.xla_cpu import batchnorm
 @pytest.mark.parametrize('grad', ['manual', 'autodiff'])
 @pytest.mark.parametrize('shape,masked', [((6, 4, 4, 5), True), ((6, 4, 4, 5), False),
                                           ((6, 7), True)])
+@pytest.mark.slow
 def test_matches_flax_batchnorm(grad, shape, masked):
   x = jax.random.normal(jax.random.PRNGKey(0), shape) * 3 + 1
   w = jax.random.normal(jax.random.PRNGKey(2), shape)

@@ -19,6 +19,7 @@ def test_jax_mlp_step_times_without_torch():
   assert np.isfinite(seconds) and seconds > 0
 
 
+@pytest.mark.slow
 def test_jax_side_units_run():
   """Every JAX unit the benchmark times, at tiny shapes."""
   bench = _bench()

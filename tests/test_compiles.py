@@ -1,6 +1,7 @@
 """Growing the training set compiles nothing new after the first experiments."""
 import jax
 import jax.numpy as jnp
+import pytest
 
 from dash_jax import compiles, runs
 
@@ -16,6 +17,7 @@ def test_counter_counts_new_shapes_only():
   assert counter.since_last().count >= 1
 
 
+@pytest.mark.slow
 def test_later_experiments_compile_nothing(tiny_config, tmp_path):
   tiny_config.train_type = 'dash,cold'
   tiny_config.num_chunks = 5

@@ -1,8 +1,6 @@
 """Validation: every bad input is one line naming the field and the fix."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -60,12 +58,6 @@ def test_too_many_chunks_for_the_data(tiny_config, tmp_path):
   assert not os.listdir(tmp_path)  # nothing written before the check
 
 
-def _cli(*args):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  return subprocess.run([sys.executable, 'launch.py', *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize('args,message', [
     (['--config', 'configs/nope.py', '--workdir', 'W'], 'config file configs/nope.py not found'),
     (['--config', 'configs/default.py', '--workdir', 'W', '--config.learnig_rate=1'],
@@ -75,13 +67,14 @@ def _cli(*args):
     (['--config', 'configs/default.py', '--workdir', 'W', '--config.optimizer=adam'],
      "unknown optimizer 'adam'"),
 ])
-def test_cli_errors_are_one_line(args, message, tmp_path):
+def test_cli_errors_are_one_line(args, message, tmp_path, launch_in_process, monkeypatch):
+  monkeypatch.chdir(ROOT)  # the config paths are relative to the repository
   args = [str(tmp_path / 'w') if a == 'W' else a for a in args]
-  proc = _cli(*args)
-  assert proc.returncode == 2
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], proc.stderr
-  assert 'Traceback' not in proc.stdout + proc.stderr
+  code, out, err = launch_in_process(*args)
+  assert code == 2
+  lines = [l for l in err.splitlines() if l.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], err
+  assert 'Traceback' not in out + err
   assert not os.path.exists(tmp_path / 'w')
 
 
@@ -97,6 +90,32 @@ def test_runs_saved_before_a_field_existed_still_resume():
 def test_an_older_run_config_is_upgraded_where_it_is_read(tmp_path):
   path = tmp_path / 'config.json'
   path.write_text(json.dumps({'learning_rate': 0.01}))
-  assert results.read_run_config(str(path)) == {'learning_rate': 0.01,
-                                                'precision': get_config().precision}
+  defaults = get_config()
+  assert results.read_run_config(str(path)) == {
+      'learning_rate': 0.01, **{f: defaults[f] for f in config_lib.ADDED_FIELDS}}
   assert set(config_lib.ADDED_FIELDS) <= set(config_lib.defaults())
+
+
+def test_config_names_a_shipped_config_or_a_file(tmp_path, monkeypatch, capsys):
+  """`--config default` (the `dash-jax` command, from any folder) is the
+  shipped configs/default.py; a path stays a path; a name of nothing is one
+  line."""
+  from dash_jax import cli
+  shipped = cli.shipped_configs()
+  assert shipped['default'] == os.path.join(ROOT, 'configs', 'default.py')
+  assert 'paper' not in shipped and '__init__' not in shipped  # no get_config()
+  monkeypatch.chdir(tmp_path)
+  assert cli.resolve_config_arg(['x', '--config', 'default', '--workdir', 'w']) == [
+      'x', '--config', shipped['default'], '--workdir', 'w']
+  assert cli.resolve_config_arg(['x', '--config=cifar10_mlp:arg']) == [
+      'x', f'--config={shipped["cifar10_mlp"]}:arg']
+  assert cli.resolve_config('configs/default.py') == 'configs/default.py'
+  (tmp_path / 'default').mkdir()  # a folder of that name (a workdir) does not count
+  assert cli.resolve_config('default') == shipped['default']
+  (tmp_path / 'synthetic').write_text('')  # a file of that name here wins
+  assert cli.resolve_config('synthetic') == 'synthetic'
+  with pytest.raises(SystemExit) as e:
+    cli.resolve_config('defualt')
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and 'did you mean "default"?' in err

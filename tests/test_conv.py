@@ -106,6 +106,7 @@ def test_policy_is_part_of_the_module():
   assert xla_cpu.Conv(4, (3, 3)) == a
 
 
+@pytest.mark.slow
 def test_resnet18_same_numbers_either_path():
   """A small ResNet-18 train-mode forward/backward agrees across paths.
   (Not batch 2 at 8x8: BatchNorm over two 1x1 maps amplifies rounding.)"""

@@ -65,6 +65,7 @@ def _first_epoch_acc(mode, num_seeds=1):
   return seen[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('how', ['loop', 'scan', 'seeds'])
 def test_running_accuracy_is_the_mean_of_batch_accuracies(how):
   accs, sizes = _replay(jax.random.PRNGKey(7))

@@ -167,6 +167,7 @@ def test_per_neuron_is_one_cosine_per_output_channel(conv_tree):
 dash_shrink_jit = jax.jit(dash_shrink, static_argnames='per')
 
 
+@pytest.mark.slow
 def test_jit_equals_eager_on_full_model_tree():
   params = _params(models.MLP(num_classes=10, width=16, depth=3), (1, 8, 8, 1))
   direction = _random_like(params, 3)
@@ -245,6 +246,7 @@ def _nnx_split_loss(graphdef, rest):
   return loss
 
 
+@pytest.mark.slow
 def test_shrink_on_nnx_state_equals_shrink_on_linen_dict_and_merges_back():
   model = _nnx_model()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -274,6 +276,7 @@ def _grad_loop(loss, params, batches, alpha):
   return g
 
 
+@pytest.mark.slow
 def test_direction_equals_grad_loop_linen_and_takes_a_generator():
   model = models.MLP(num_classes=4, width=8, depth=2)
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)), train=False)
@@ -290,6 +293,7 @@ def test_direction_equals_grad_loop_linen_and_takes_a_generator():
          rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_direction_equals_nnx_grad_loop_with_batchnorm_in_eval_mode():
   model = _nnx_model()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -333,6 +337,7 @@ def test_compilations_do_not_grow_with_the_number_of_batches():
   assert dash._ema_step._cache_size() == after_two
 
 
+@pytest.mark.slow
 def test_direction_equals_the_protocols_on_device_pass():
   model = models.MLP(num_classes=4, width=8, depth=2)
   state = train.create_state(model, optim.sgd(0.05), jax.random.PRNGKey(0), (3, 3, 1), False)

@@ -183,6 +183,7 @@ def test_digits_read_kept_arrays_without_building(tmp_path, monkeypatch):
   np.testing.assert_array_equal(again.mean, first.mean)
 
 
+@pytest.mark.slow
 def test_random_cifar_shape_is_seeded_noise_never_a_default(tmp_path):
   from dash_jax.data import random_images
   ds = data.load(_config('random_cifar_shape', tmp_path))

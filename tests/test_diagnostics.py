@@ -40,6 +40,7 @@ def test_buffer_accuracy_matches_evaluate(tiny):
   assert float(got) == pytest.approx(float(want), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_buffer_grad_norm_is_the_kernel_gradient_norm_of_the_mean_loss(tiny):
   state, data, buf = tiny
   idx = np.asarray(buf)[3:20]
@@ -76,6 +77,7 @@ def read_scalars(run_dir):
           for tag in acc.Tags()['scalars']}
 
 
+@pytest.mark.slow
 def test_launch_diagnostics_tensorboard_and_report(tiny_config, tmp_path):
   tiny_config.diagnostics = True
   on = dash_jax.run(tiny_config, str(tmp_path / 'on'))['warm-sgd-seed0']

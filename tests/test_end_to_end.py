@@ -2,11 +2,13 @@
 import json
 
 import numpy as np
+import pytest
 
 import dash_jax
 from dash_jax.results import EXECUTION_RECORD_FIELDS
 
 
+@pytest.mark.slow
 def test_launch_writes_results_and_summary(tiny_config, tmp_path):
   tiny_config.train_type = 'cold,warm,sp,dash'
   tiny_config.seeds = '0,1'
@@ -37,6 +39,7 @@ def test_launch_writes_results_and_summary(tiny_config, tmp_path):
   assert (tmp_path / 'summary.md').read_text().count('| sgd |') == 4
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(tiny_config, tmp_path):
   tiny_config.train_type = 'dash'
   a = dash_jax.run(tiny_config, str(tmp_path / 'a'))['dash-sgd-seed0']
@@ -46,6 +49,7 @@ def test_same_seed_same_numbers(tiny_config, tmp_path):
   assert strip(a) == strip(b)
 
 
+@pytest.mark.slow
 def test_different_seeds_differ(tiny_config, tmp_path):
   tiny_config.seeds = '0,1'
   out = dash_jax.run(tiny_config, str(tmp_path))
@@ -53,6 +57,7 @@ def test_different_seeds_differ(tiny_config, tmp_path):
           out['warm-sgd-seed1']['experiments'][-1]['test_acc'])
 
 
+@pytest.mark.slow
 def test_every_training_type_with_sgd_and_sam(tiny_config, tmp_path):
   from dash_jax.interventions import TRAINING_TYPES
   tiny_config.train_type = ','.join(TRAINING_TYPES)

@@ -63,6 +63,7 @@ def _independent_direction(config, state, j, alpha):
   return g
 
 
+@pytest.mark.slow
 def test_dash_shrinks_before_training_on_all_data_so_far(tiny_config, tmp_path, spy,
                                                          monkeypatch):
   events, watch = spy
@@ -93,6 +94,7 @@ def test_dash_shrinks_before_training_on_all_data_so_far(tiny_config, tmp_path, 
                zip(jax.tree.leaves(state_in.params), jax.tree.leaves(state_out.params)))
 
 
+@pytest.mark.slow
 def test_cold_redraws_everything_after_each_experiment(tiny_config, tmp_path, spy):
   events, watch = spy
   tiny_config.train_type = 'cold'

@@ -133,6 +133,7 @@ def _only_head_changed(before, after, head):
 @pytest.mark.parametrize('name,input_shape,fan_in', [
     ('mlp', (6, 6, 1), 64),  # depth 3: the head is fc3 of the original
     ('resnet18', (8, 8, 3), 512)])
+@pytest.mark.slow
 def test_reset_redraws_the_head_as_torch_default(name, input_shape, fan_in):
   config = get_config()
   config.model, config.width, config.depth = name, 64, 3
@@ -147,6 +148,7 @@ def test_reset_redraws_the_head_as_torch_default(name, input_shape, fan_in):
   _assert_torch_linear(after.params[head], fan_in, 100)
 
 
+@pytest.mark.slow
 def test_reset_redraws_vgg_classifier_as_reset_parameters():
   """VGG's own Linear init is N(0, 0.01) with zero bias; the original's reset
   calls reset_parameters(): U(+-1/sqrt(fan_in)) for all three Linears'
@@ -178,6 +180,7 @@ def test_reset_redraws_vgg_classifier_as_reset_parameters():
       lambda v: (v.shape, v.dtype), real['classifier'])
 
 
+@pytest.mark.slow
 def test_shrink_perturb_leaves_batchnorm(trained):
   out = interventions.shrink_perturb(trained, ctx(train_type='sp'))
   assert same(out.params['bn1'], trained.params['bn1'])
@@ -230,6 +233,7 @@ def test_dash_shrinks_kernels_only(trained):
   assert same(momentum(out), momentum(trained))
 
 
+@pytest.mark.slow
 def test_l2_init_forms_by_hand():
   init = {'fc': {'kernel': jnp.zeros((2, 2)), 'bias': jnp.zeros(2)},
           'bn': {'scale': jnp.ones(2), 'bias': jnp.zeros(2)}}

@@ -61,6 +61,7 @@ def shapes(module, input_shape, batch=1):
   return variables, logits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,input_shape,classes,expected', CASES)
 def test_parameter_count_matches_the_original(name, input_shape, classes, expected):
   variables, logits = shapes(build(name, classes), input_shape, batch=3)
@@ -78,6 +79,7 @@ def test_count_formulas_agree_with_the_table():
           == mlp_count(100, 3072, depth=3))
 
 
+@pytest.mark.slow
 def test_every_model_has_its_head_and_conv_kernels_are_hwio():
   for name, head in [('resnet18', ('fc',)), ('resnet18_sota', ('fc',)),
                      ('vgg16', ('classifier',)), ('mlp', ('head',))]:
@@ -124,6 +126,7 @@ def _both(name, classes=10):
   return [models.get(name).build(config, classes, b) for b in ('cpu', 'gpu')]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['mlp', 'resnet18', 'resnet18_sota', 'vgg16'])
 def test_same_param_tree_either_kernels(name):
   """A checkpoint made on CPU restores on GPU: same names, shapes, dtypes."""
@@ -134,6 +137,7 @@ def test_same_param_tree_either_kernels(name):
 
 @pytest.mark.parametrize('name,input_shape', [('mlp', (6, 6, 1)), ('resnet18', (8, 8, 3)),
                                               ('resnet18_sota', (8, 8, 3))])
+@pytest.mark.slow
 def test_same_numbers_either_kernels(name, input_shape):
   """Same initial values, logits and BatchNorm statistics; a padded example
   (masked out) moves neither kernel set's statistics."""
@@ -270,6 +274,7 @@ def _filled(module, input_shape):
   return jax.tree_util.tree_map_with_path(fill, variables)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['mlp', 'resnet18', 'resnet18_sota', 'vgg16'])
 def test_train_and_eval_step(name):
   module = build(name, 10)

@@ -40,6 +40,7 @@ def _python(code, timeout=300, **env):
                         capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_imports_load_no_tensorflow_tfds_or_torch():
   code = ('import importlib, sys\n'
           f'for m in {MODULES!r}: importlib.import_module(m)\n'
@@ -49,6 +50,7 @@ def test_imports_load_no_tensorflow_tfds_or_torch():
   assert out.stdout.strip().splitlines()[-1] == '[]'
 
 
+@pytest.mark.slow
 def test_random_dataset_loads_with_tensorflow_blocked():
   code = BLOCKER + (
       'from configs.default import get_config\n'
@@ -60,6 +62,7 @@ def test_random_dataset_loads_with_tensorflow_blocked():
   assert out.stdout.strip() == '(50000, 32, 32, 3) (10000, 32, 32, 3)'
 
 
+@pytest.mark.slow
 def test_launch_on_prepared_digits_runs_with_tensorflow_blocked(tfds_dir, tmp_path):
   pytest.importorskip('tensorflow_datasets')  # to prepare the arrays here
   from configs.default import get_config

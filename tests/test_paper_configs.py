@@ -69,6 +69,7 @@ def test_config_declares_its_setting(name):
     assert len(linears) == 3 and models.get('mlp').head == ('head',)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(SETTINGS))
 def test_smoke_run_on_mock_data(name, mock_tfds, tmp_path):
   config = load(name).get_config()

@@ -58,6 +58,7 @@ CHILD = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_four_devices_match_one(tfds_dir, tmp_path):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
@@ -103,6 +104,7 @@ HOST_CHILD = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_two_processes_share_the_runs(tfds_dir, tmp_path):
   import socket
   with socket.socket() as s:

@@ -57,6 +57,7 @@ def _traced_step(module, input_shape):
 @pytest.mark.parametrize('name,input_shape', [('mlp', (6, 6, 1)), ('resnet18', (8, 8, 3)),
                                               ('resnet18_sota', (8, 8, 3)),
                                               ('vgg16', (32, 32, 3))])
+@pytest.mark.slow
 def test_bfloat16_dtypes(name, input_shape, backend):
   calls, variables, value, logits, upd, grads = _traced_step(
       _build(name, backend), input_shape)
@@ -94,6 +95,7 @@ def test_bfloat16_batchnorm_statistics_in_float32(norm):
                              (x32 - x32.mean(0)) / np.sqrt(x32.var(0) + 1e-5), atol=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,input_shape', [('mlp', (6, 6, 1)), ('resnet18', (8, 8, 3))])
 def test_bfloat16_logits_track_float32(name, input_shape):
   """Same parameters, bf16 compute: logits within bf16 rounding of float32.
@@ -117,6 +119,7 @@ def test_precision_is_validated_and_guarded():
     config_lib.validate(config)
 
 
+@pytest.mark.slow
 def test_bfloat16_end_to_end(tiny_config, tmp_path):
   tiny_config.precision, tiny_config.train_type = 'bfloat16', 'dash'
   out = dash_jax.run(tiny_config, str(tmp_path))

@@ -136,6 +136,7 @@ def test_summary_json_carries_environments(block, tmp_path):
   assert json.loads((tmp_path / 'summary.json').read_text())['environments'] == [block]
 
 
+@pytest.mark.slow
 def test_a_run_records_its_provenance_and_warns_on_a_resume_elsewhere(
     tiny_config, tmp_path, monkeypatch):
   tiny_config.progress = False

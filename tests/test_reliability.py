@@ -42,6 +42,7 @@ def _strip(res):
 # --------------------------------------------------------------- one workdir, many launches
 
 
+@pytest.mark.slow
 def test_same_launch_twice_at_once_shares_the_runs(tfds_dir, tmp_path):
   procs = [_launch(tmp_path, tfds_dir, '--config.seeds=0,1') for _ in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
@@ -54,6 +55,7 @@ def test_same_launch_twice_at_once_shares_the_runs(tfds_dir, tmp_path):
   assert tables[0] == tables[1]  # both print the same numbers
 
 
+@pytest.mark.slow
 def test_second_launch_with_another_config_is_refused(tfds_dir, tmp_path):
   procs = [_launch(tmp_path, tfds_dir), _launch(tmp_path, tfds_dir, '--config.label_noise=0.0')]
   outs = [p.communicate(timeout=600) for p in procs]
@@ -68,6 +70,7 @@ def test_second_launch_with_another_config_is_refused(tfds_dir, tmp_path):
   assert saved == (0.2 if winner is procs[0] else 0.0)
 
 
+@pytest.mark.slow
 def test_a_held_run_is_waited_for_then_trained(tiny_config, tmp_path):
   """A run another process holds is skipped, then taken once its lock goes
   (as when the holder crashes: the OS drops the lock)."""
@@ -122,12 +125,11 @@ def test_unwritable_workdir_is_refused(tiny_config, tmp_path, monkeypatch):
   _nothing_written(tmp_path, monkeypatch, tiny_config, 'w', 'cannot write in .*Permission')
 
 
-def test_empty_workdir_from_the_command_line(tmp_path):
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--config',
-                         os.path.join(ROOT, 'configs/synthetic.py'), '--workdir', ''],
-                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
-  err = proc.stderr
-  assert proc.returncode == 2
+def test_empty_workdir_from_the_command_line(tmp_path, launch_in_process, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/synthetic.py'),
+                                   '--workdir', '')
+  assert code == 2
   assert os.listdir(tmp_path) == []  # no ./synthetic
   assert err.startswith('error: --workdir is empty') and err.count('\n') == 1
 
@@ -147,6 +149,7 @@ def _wait_for(proc, text, deadline=300):
   raise AssertionError(f'no {text!r} in time')
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_first_compile_is_one_line(tfds_dir, tmp_path):
   proc = _launch(tmp_path, tfds_dir)
   _wait_for(proc, 'run 1/1')  # the first compile comes right after this line
@@ -156,6 +159,7 @@ def test_ctrl_c_during_the_first_compile_is_one_line(tfds_dir, tmp_path):
   assert err == INTERRUPTED
 
 
+@pytest.mark.slow
 def test_sigterm_saves_then_the_relaunch_resumes(tfds_dir, tmp_path):
   args = ('--config.num_chunks=1', '--config.max_epoch=400', '--config.converge_acc=1.0',
           '--config.checkpoint_every_epochs=0')  # no checkpoints inside the experiment
@@ -256,20 +260,19 @@ def test_num_train_beyond_the_split_is_refused(tiny_config, tmp_path):
 @pytest.mark.parametrize('body,expected', [
     ('def get_config():\n  return None\n', 'get_config() returned None'),
     ('x = 1\n', 'has no get_config()')])
-def test_config_file_without_a_config(tmp_path, body, expected):
+def test_config_file_without_a_config(tmp_path, body, expected, launch_in_process):
   path = tmp_path / 'c.py'
   path.write_text(body)
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--config',
-                         str(path), '--workdir', str(tmp_path / 'w')], cwd=ROOT,
-                        capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 2
-  assert proc.stderr.startswith(f'error: config file {path}')
-  assert proc.stderr.count('\n') == 1 and expected in proc.stderr and str(path) in proc.stderr
+  code, _, err = launch_in_process('--config', path, '--workdir', tmp_path / 'w')
+  assert code == 2
+  assert err.startswith(f'error: config file {path}')
+  assert err.count('\n') == 1 and expected in err and str(path) in err
 
 
 # --------------------------------------------------------------- batch clamp, converged flag
 
 
+@pytest.mark.slow
 def test_batch_beyond_the_training_set_is_the_training_set(tiny_config, tmp_path):
   tiny_config.max_epoch = 2
   big = dash_jax.run(tiny_config, str(tmp_path / 'big'), lambda *a: None)['warm-sgd-seed0']
@@ -282,6 +285,7 @@ def test_batch_beyond_the_training_set_is_the_training_set(tiny_config, tmp_path
   assert _strip(big) != _strip(same)  # batch 128 really differs
 
 
+@pytest.mark.slow
 def test_unconverged_experiments_are_marked(tiny_config, tmp_path):
   lines = []
   res = dash_jax.run(tiny_config, str(tmp_path / 'a'), lines.append)['warm-sgd-seed0']
@@ -298,6 +302,7 @@ def test_unconverged_experiments_are_marked(tiny_config, tmp_path):
   assert not any('NOT CONVERGED' in l or 'max_epoch before' in l for l in lines)
 
 
+@pytest.mark.slow
 def test_runs_per_device_packs_the_runs_into_worker_processes(tiny_config, tmp_path, capfd):
   """config.runs_per_device=2: a spawned worker process takes the runs this
   process does not hold; each run is trained once, with its own numbers."""

@@ -3,8 +3,9 @@ import csv
 import io
 import json
 import os
-import subprocess
+import runpy
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -202,14 +203,16 @@ def test_cli_empty_folder_is_a_one_line_error(tmp_path, capsys):
     report.write([str(tmp_path / 'missing')])
 
 
-def test_cli_module_entry_point(results_dir, tmp_path):
+def test_cli_module_entry_point(results_dir, tmp_path, capsys, monkeypatch):
+  """`python -m dash_jax.report DIR --out OUT`, run as __main__ in this process."""
   out = tmp_path / 'out'
-  proc = subprocess.run(
-      [sys.executable, '-m', 'dash_jax.report', str(results_dir), '--out', str(out)],
-      capture_output=True, text=True, check=False,
-      cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert proc.returncode == 0, proc.stderr
-  assert '| SGD | DASH | 2 |' in proc.stdout
+  monkeypatch.setattr(sys, 'argv', ['dash_jax.report', str(results_dir), '--out', str(out)])
+  with warnings.catch_warnings():  # runpy: the module is imported already
+    warnings.simplefilter('ignore', RuntimeWarning)
+    with pytest.raises(SystemExit) as e:
+      runpy.run_module('dash_jax.report', run_name='__main__', alter_sys=True)
+  assert e.value.code == 0
+  assert '| SGD | DASH | 2 |' in capsys.readouterr().out
   assert {'report.md', 'report.csv', 'figure_digits_sgd.png'} <= set(os.listdir(out))
 
 
@@ -264,3 +267,74 @@ def test_rows_from_different_environments_are_noted(tmp_path):
       '- jax 0.10.2, cpu x1 (Intel Xeon), float32: SGD Cold',
       '- jax 0.4.30, NVIDIA H200 x1 (AMD EPYC), float32: SGD Cold, SGD DASH',
       '- environment not recorded: SAM DASH']
+
+
+def _run(tt, accs, **swept):
+  config = {'experiment': 'incremental', 'dataset': 'digits', 'optimizer': 'sgd',
+            'train_type': tt, 'seeds': '0', 'num_chunks': len(accs), 'swept': list(swept),
+            **swept}
+  exps = [{'experiment': j, 'test_acc': a, 'steps': 10 * j} for j, a in enumerate(accs, 1)]
+  return report.Run(None, config, exps)
+
+
+def _line_styles(fig):
+  from matplotlib.colors import to_rgba
+  return [(to_rgba(l.get_color()), l.get_marker()) for l in fig.axes[0].lines]
+
+
+@pytest.mark.parametrize('lambdas', [(0.1, 0.5), (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)])
+def test_figure_lines_have_distinct_colours_and_markers(lambdas):
+  """Cold, warm, S&P and a DASH sweep: up to 10 lines, no two alike (the
+  sweep's lines once took the cycle's first colours: cold and DASH both
+  blue)."""
+  lines = {('cold', ()): [_run('cold', [.5, .6, .7])], ('warm', ()): [_run('warm', [.5, .6, .6])]}
+  if len(lambdas) > 2:
+    lines[('sp', ())] = [_run('sp', [.5, .6, .65])]
+  for lam in lambdas:
+    lines[('dash', (('dash_lambda', lam),))] = [_run('dash', [.5, .6, .6 + lam / 10],
+                                                      dash_lambda=lam)]
+  fig = report.build_figure('digits', 'sgd', lines)
+  styles = _line_styles(fig)
+  assert len(styles) == len(lines) <= 10
+  assert len({c for c, _ in styles}) == len(styles), styles
+  assert len({m for _, m in styles}) == len(styles), styles
+  # A training type of one line keeps the paper's colour.
+  from matplotlib.colors import to_rgba
+  assert styles[0][0] == to_rgba(report.COLORS['cold'])
+  assert styles[1][0] == to_rgba(report.COLORS['warm'])
+
+
+def test_figure_legend_is_outside_the_plots(results_dir):
+  groups = report.group(report.gather([str(results_dir)])[0])
+  by_tt = {tt: runs for (d, o, tt, _), runs in groups.items() if (d, o) == ('digits', 'sgd')}
+  fig = report.build_figure('digits', 'sgd', by_tt)
+  assert all(ax.get_legend() is None for ax in fig.axes)
+  (legend,) = fig.legends
+  assert [t.get_text() for t in legend.get_texts()] == [
+      'Cold (2 seeds)', 'Warm (2 seeds)', 'DASH (2 seeds)']
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  renderer = FigureCanvasAgg(fig).get_renderer()
+  fig.draw(renderer)  # the constrained layout places the legend
+  box = legend.get_window_extent(renderer)
+  for ax in fig.axes:
+    assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_ylabel()
+  assert box.x0 >= max(ax.get_window_extent(renderer).x1 for ax in fig.axes)
+
+
+def test_rows_launched_at_the_defaults_show_the_default_in_swept_columns(tmp_path):
+  """A DASH sweep over dash_lambda beside a cold run launched at the defaults:
+  cold's dash_lambda cell is the value it ran with, not a blank."""
+  root = str(tmp_path)
+  for lam in (0.1, 0.5):
+    write_run(root, 'digits', 'sgd', 'dash', 0, [.5, .7], [1, 2], dash_lambda=lam,
+              swept=['dash_lambda'])
+    os.rename(os.path.join(root, 'digits', 'dash-sgd-seed0'),
+              os.path.join(root, 'digits', f'dash-sgd-lam{lam}-seed0'))
+  write_run(root, 'digits', 'sgd', 'cold', 0, [.5, .6], [1, 2], dash_lambda=0.3)
+  rep = report.write([root], str(tmp_path / 'out'))
+  assert '| SGD | Cold | 0.3 | 1 |' in rep.markdown
+  assert '| SGD | DASH | 0.1 | 1 |' in rep.markdown and '| SGD | DASH | 0.5 | 1 |' in rep.markdown
+  with open(rep.paths['csv']) as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['train_type'], r['dash_lambda']) for r in rows] == [
+      ('cold', '0.3'), ('dash', '0.1'), ('dash', '0.5')]

@@ -42,6 +42,7 @@ def _committed_steps(workdir):
   return [d for d in os.listdir(path) if d.isdigit()]
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_gives_identical_results(tfds_dir, tmp_path):
   ref = _launch(tmp_path / 'ref', tfds_dir)
   victim = _launch(tmp_path / 'killed', tfds_dir)
@@ -73,6 +74,7 @@ def _tiny(config, **kw):
   return config
 
 
+@pytest.mark.slow
 def test_corrupt_newest_checkpoint_falls_back(tiny_config, tmp_path, capsys):
   config = _tiny(tiny_config)
   ref = dash_jax.run(config, str(tmp_path))['dash-sgd-seed0']
@@ -92,6 +94,7 @@ def test_corrupt_newest_checkpoint_falls_back(tiny_config, tmp_path, capsys):
   assert strip(again) == strip(ref)
 
 
+@pytest.mark.slow
 def test_finished_runs_are_skipped(tiny_config, tmp_path, capsys):
   config = _tiny(tiny_config)
   first = dash_jax.run(config, str(tmp_path))
@@ -100,6 +103,7 @@ def test_finished_runs_are_skipped(tiny_config, tmp_path, capsys):
   assert first == second
 
 
+@pytest.mark.slow
 def test_workdir_with_other_config_is_refused(tiny_config, tmp_path):
   config = _tiny(tiny_config)
   dash_jax.run(config, str(tmp_path))
@@ -116,6 +120,7 @@ def test_workdir_with_other_config_is_refused(tiny_config, tmp_path):
     assert json.load(f)['config']['learning_rate'] == 0.01  # nothing lost
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_the_run(tiny_config, tmp_path):
   config = _tiny(tiny_config, learning_rate=1e12)
   with pytest.raises(UserError) as e:

@@ -33,6 +33,7 @@ def seeds_config(tiny_config):
   return tiny_config
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_match_plain_runs(seeds_config, tmp_path):
   plain = _numbers(runs.run(seeds_config, str(tmp_path / 'plain'), log=lambda *a: None))
   seeds_config.vmap_seeds = True
@@ -52,6 +53,7 @@ def test_vmapped_seeds_match_plain_runs(seeds_config, tmp_path):
   assert (tmp_path / 'vmap' / 'dash-sam-seeds0_1_2' / 'checkpoints').is_dir()
 
 
+@pytest.mark.slow
 def test_vmapped_group_resumes_from_an_older_checkpoint(seeds_config, tmp_path):
   seeds_config.train_type = 'dash'
   seeds_config.vmap_seeds = True
@@ -77,6 +79,7 @@ def test_vmap_seeds_is_an_execution_choice():
 
 @pytest.mark.parametrize('overrides', [{'epoch_mode': 'loop'}, {'diagnostics': True}],
                          ids=['loop', 'diagnostics'])
+@pytest.mark.slow
 def test_vmapped_seeds_take_every_execution_feature(seeds_config, tmp_path, overrides):
   """The one experiment loop serves a group as a plain run: the Python-loop
   epoch mode and the diagnostics work for vmapped seeds, with plain numbers."""

@@ -84,6 +84,7 @@ def test_augment_pipeline_is_seeded():
   assert a.shape == x.shape and float(a.min()) >= 0 and float(a.max()) <= 255
 
 
+@pytest.mark.slow
 def test_recipe_inside_the_step_same_in_loop_and_scan_modes():
   """First step of an experiment has lr 0 (weights unchanged), the rest
   train; augmentation draws depend on (key, batch), not on the epoch mode."""

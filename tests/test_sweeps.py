@@ -149,16 +149,13 @@ def test_bad_lists_are_one_line_naming_field_and_value(field, values, message):
   assert message in str(e.value) and '\n' not in str(e.value)
 
 
-def test_cli_list_errors_are_one_line(tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
+def test_cli_list_errors_are_one_line(tmp_path, launch_in_process):
   for override, message in [('--config.data_dir=a,b', 'config.data_dir takes one value'),
                             ('--config.dash_alpha=0.3,,1', 'has an empty element')]:
-    proc = subprocess.run(
-        [sys.executable, 'launch.py', '--config', 'configs/default.py', '--workdir',
-         str(tmp_path / 'w'), override], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=120)
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/default.py'),
+                                     '--workdir', tmp_path / 'w', override)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith('error: ') and message in lines[0]
   assert not os.path.exists(tmp_path / 'w')
 
@@ -174,6 +171,7 @@ def sweep_config(tiny_config):
   return tiny_config
 
 
+@pytest.mark.slow
 def test_swept_launch_equals_separate_launches_and_resumes(sweep_config, tmp_path):
   work = str(tmp_path / 'sweep')
   launched = runs.run(sweep_config, work, **QUIET)
@@ -224,6 +222,7 @@ def _events(folder):
   return out
 
 
+@pytest.mark.slow
 def test_hparams_event_holds_swept_values_and_final_metrics(sweep_config, tmp_path):
   from tensorboard.plugins.hparams import metadata, plugin_data_pb2
   sweep_config.dash_lambda = (0.5,)
@@ -246,6 +245,7 @@ def test_hparams_event_holds_swept_values_and_final_metrics(sweep_config, tmp_pa
   assert final['final/steps_total'] == res['steps_total']
 
 
+@pytest.mark.slow
 def test_vmapped_seed_groups_with_a_sweep_match_plain_runs(sweep_config, tmp_path):
   sweep_config.seeds = '0,1'
   plain = runs.run(sweep_config, str(tmp_path / 'plain'), **QUIET)
@@ -281,6 +281,7 @@ HOST_CHILD = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_two_processes_share_a_sweep(tfds_dir, tmp_path):
   with socket.socket() as s:
     s.bind(('localhost', 0))
@@ -424,15 +425,12 @@ def test_wandb_missing_package_is_one_line(monkeypatch):
     monitor.WandbLogger(config, 'dash-sgd-seed0', '/nonexistent')
 
 
-def test_wandb_missing_package_on_the_command_line(tmp_path):
-  code = ('import sys; sys.modules["wandb"] = None; sys.argv = ["launch.py", "--config", '
-          '"configs/default.py", "--workdir", sys.argv[1], "--config.wandb=True"]; '
-          'import runpy; runpy.run_path("launch.py", run_name="__main__")')
-  proc = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'w')], cwd=ROOT,
-                        env=dict(os.environ, JAX_PLATFORMS='cpu'), capture_output=True,
-                        text=True, timeout=120)
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+def test_wandb_missing_package_on_the_command_line(tmp_path, launch_in_process, monkeypatch):
+  monkeypatch.setitem(sys.modules, 'wandb', None)  # import wandb -> ImportError
+  code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/default.py'),
+                                   '--workdir', tmp_path / 'w', '--config.wandb=True')
+  lines = [l for l in err.splitlines() if l.strip()]
+  assert code == 2 and len(lines) == 1, err
   assert 'pip install wandb' in lines[0]
 
 
@@ -448,6 +446,7 @@ class _FakeWandbRun:
     self.calls.append(('finish', self.kwargs['name']))
 
 
+@pytest.mark.slow
 def test_wandb_gets_config_scalars_and_final_metrics(sweep_config, tmp_path, monkeypatch):
   calls = []
   fake = types.ModuleType('wandb')
@@ -472,6 +471,7 @@ def test_wandb_gets_config_scalars_and_final_metrics(sweep_config, tmp_path, mon
   assert run.summary['steps_total'] == res['summary']['steps_total']
 
 
+@pytest.mark.slow
 def test_wandb_offline_when_installed(sweep_config, tmp_path, monkeypatch):
   pytest.importorskip('wandb')
   monkeypatch.setenv('WANDB_MODE', 'offline')

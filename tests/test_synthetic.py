@@ -221,6 +221,7 @@ def test_bad_config_fields_raise_one_line_user_error(field, value, tmp_path):
   assert not (tmp_path / 'synthetic').exists()
 
 
+@pytest.mark.slow
 def test_default_run_reproduces_the_paper_ordering(tmp_path):
   """Full default: warm learns fewer features and generalises worse; ideal matches
   random's accuracy at a fraction of its training time."""

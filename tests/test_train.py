@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from dash_jax import models, optim, train
 
@@ -22,6 +23,7 @@ def _setup(n=40, seed=0):
   return state, data
 
 
+@pytest.mark.slow
 def test_direction_is_the_ema_of_a_plain_loop():
   state, data = _setup()
   buffer_idx = jnp.asarray(np.random.default_rng(1).permutation(40).astype(np.int32))
@@ -51,6 +53,7 @@ def test_epoch_order_is_a_permutation_of_the_first_n():
   assert sorted(order[:17]) == list(range(100, 117))
 
 
+@pytest.mark.slow
 def test_padded_final_batch_equals_a_short_batch():
   """Masked examples leave loss, gradients and BatchNorm stats untouched."""
   state, data = _setup()
@@ -107,6 +110,7 @@ def test_nonfinite_loss_stops_loudly():
     raise AssertionError('no NonFiniteLoss')
 
 
+@pytest.mark.slow
 def test_device_epochs_stop_where_the_host_loop_stops():
   """Epochs run on the device in calls of up to EPOCHS_PER_CALL; each
   experiment stops at the same epoch, with the same numbers, whether the
