@@ -45,7 +45,7 @@ class JaxBench:
 
   def __init__(self, model_name, input_shape, n, batch_size, width=512, sam=False,
                seed=0):
-    from configs.default import get_config
+    from configs.digits import get_config
     config = get_config()
     config.width, config.model = width, model_name
     self.model = models.get(model_name).build(config, 10)
@@ -309,7 +309,7 @@ def jax_protocol(quick, workdir, compile_cache=''):
 
 
 def protocol_config(quick):
-  from configs.default import get_config
+  from configs.digits import get_config
   config = get_config()
   config.train_type, config.seeds = 'dash', '0'
   config.progress = config.tensorboard = False

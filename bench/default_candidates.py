@@ -1,9 +1,9 @@
-"""Candidate defaults for configs/default.py, compared by paired differences.
+"""Candidate defaults (configs/default.py), compared by paired differences.
 
     nice -n 10 python -m bench.default_candidates --workdir runs/candidates \
         --candidates lr0.01,lr0.001 --out docs/default_choice_table.md
 
-Each candidate is configs/default.py plus a few overrides, run through the
+Each candidate is configs/digits.py plus a few overrides, run through the
 project's own launch (`dash_jax.run`, seeds vmapped) for cold, warm, sp and
 dash. One lucky seed can flip a mean difference of a few tenths, so the table
 pairs runs by seed: DASH - cold and DASH - warm per seed, then their mean,
@@ -28,7 +28,7 @@ TRAIN_TYPES = ('cold', 'warm', 'sp', 'dash')
 M1D = {'dataset': 'mnist1d', 'label_noise': 0.0, 'width': 512, 'depth': 3,
        'learning_rate': 0.05, 'num_chunks': 10, 'batch_size': 128}
 
-# name -> overrides of configs/default.py
+# name -> overrides of configs/digits.py (the m1d ones set every field MNIST-1D differs in)
 CANDIDATES = {
     'm1d': M1D,
     'm1d_b100': {**M1D, 'batch_size': 100},  # chunks of 400: no short last batch
@@ -53,7 +53,7 @@ WALL = 'candidate_wall.json'  # the launch's wall time, kept for reruns
 
 
 def candidate_config(name: str, seeds: str, vmap: bool = True):
-  from configs.default import get_config
+  from configs.digits import get_config
   from dash_jax.errors import UserError
   if name not in CANDIDATES:
     raise UserError(f'unknown candidate {name!r}; choose from {", ".join(CANDIDATES)}')

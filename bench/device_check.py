@@ -50,7 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def make_model(name: str, dtype: str, width: int):
   """The model as a launch builds it: this backend's kernels, `dtype` as
   config.precision ('float32' or 'bfloat16')."""
-  from configs.default import get_config
+  from configs.digits import get_config
   config = get_config()
   config.model, config.width, config.precision = name, width, dtype
   return models.get(name).build(config, 10)
@@ -130,16 +130,16 @@ def evaluate(state, x, y, mean, std, batch):
 
 def epoch_mode() -> str:
   """What a launch picks for ResNet-18 on this backend (assembly.epoch_mode)."""
-  from configs.default import get_config
+  from configs.digits import get_config
   config = get_config()
   config.model = 'resnet18'
   return assembly.epoch_mode(config)
 
 
 def run_protocol(overrides: dict, workdir: str) -> dict:
-  """dash_jax.run on configs/default.py with `overrides`; its log is kept
+  """dash_jax.run on configs/digits.py with `overrides`; its log is kept
   out of the table (returned under '_log')."""
-  from configs.default import get_config  # run from the repo root (python -m)
+  from configs.digits import get_config  # run from the repo root (python -m)
   config = get_config()
   for k, v in overrides.items():
     config[k] = v

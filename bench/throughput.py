@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs.default import get_config
+from configs.digits import get_config
 from dash_jax import assembly, models, optim, train
 
 # Dense (no sparsity) TF32 tensor-core peak, TFLOP/s, by jax device_kind.

@@ -27,7 +27,7 @@ def tfds_dir(tmp_path_factory):
 @pytest.fixture
 def tiny_config(tfds_dir):
   """The default config shrunk to seconds: few chunks, few epochs."""
-  from configs.default import get_config
+  from configs.digits import get_config
   config = get_config()
   config.data_dir = tfds_dir
   config.train_type = 'warm'

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from configs.default import get_config
+from configs.digits import get_config
 from dash_jax import config as config_lib
 from dash_jax import results, runs
 from dash_jax.errors import UserError
@@ -60,11 +60,11 @@ def test_too_many_chunks_for_the_data(tiny_config, tmp_path):
 
 @pytest.mark.parametrize('args,message', [
     (['--config', 'configs/nope.py', '--workdir', 'W'], 'config file configs/nope.py not found'),
-    (['--config', 'configs/default.py', '--workdir', 'W', '--config.learnig_rate=1'],
+    (['--config', 'configs/digits.py', '--workdir', 'W', '--config.learnig_rate=1'],
      'Did you mean "learning_rate"'),
-    (['--config', 'configs/default.py', '--workdir', 'W', '--config.batch_size=abc'],
+    (['--config', 'configs/digits.py', '--workdir', 'W', '--config.batch_size=abc'],
      '--config.batch_size=abc'),
-    (['--config', 'configs/default.py', '--workdir', 'W', '--config.optimizer=adam'],
+    (['--config', 'configs/digits.py', '--workdir', 'W', '--config.optimizer=adam'],
      "unknown optimizer 'adam'"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path, launch_in_process, monkeypatch):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs.default import get_config
+from configs.digits import get_config
 from dash_jax import data
 from dash_jax.data import images, tiny_imagenet
 from dash_jax.errors import UserError

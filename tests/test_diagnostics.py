@@ -18,7 +18,7 @@ from dash_jax.results import EXECUTION_RECORD_FIELDS
 @pytest.fixture(scope='module')
 def tiny():
   """An MLP state and 30 random 4x4 images in a shuffled buffer."""
-  from configs.default import get_config
+  from configs.digits import get_config
   config = get_config()
   config.width = 8
   model = models.get('mlp').build(config, 3)

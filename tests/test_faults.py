@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED = 'error: terminated after saving a checkpoint; re-run the same command to resume\n'
 
 
-def _launch(workdir, tfds_dir, *overrides, prefix=(), config='configs/default.py'):
+def _launch(workdir, tfds_dir, *overrides, prefix=(), config='configs/digits.py'):
   """launch.py on a tiny config, in its own session (a group signal stays there)."""
   args = [*prefix, sys.executable, os.path.join(ROOT, 'launch.py'),
           '--config', os.path.join(ROOT, config), '--workdir', str(workdir),
@@ -299,7 +299,7 @@ def test_a_worker_deletes_its_config_file_once_read(tmp_path, monkeypatch):
 
   from dash_jax import data, runs, signals
   path = tmp_path / '.workers-x.pkl'
-  from configs.default import get_config
+  from configs.digits import get_config
   path.write_bytes(pickle.dumps(get_config()))
   monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
 

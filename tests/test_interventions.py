@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from configs.default import get_config
+from configs.digits import get_config
 from dash_jax import interventions, models, optim, train
 from dash_jax.interventions import TRAINING_TYPES, Context, L2Init
 

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs.default import get_config
+from configs.digits import get_config
 from dash_jax import assembly, models, train, xla_cpu
 
 # PyTorch counts (BatchNorm weight and bias included, running stats not):

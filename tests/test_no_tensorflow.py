@@ -53,7 +53,7 @@ def test_imports_load_no_tensorflow_tfds_or_torch():
 @pytest.mark.slow
 def test_random_dataset_loads_with_tensorflow_blocked():
   code = BLOCKER + (
-      'from configs.default import get_config\n'
+      'from configs.digits import get_config\n'
       'from dash_jax import data\n'
       'c = get_config(); c.dataset = "random_cifar_shape"\n'
       'ds = data.load(c); print(ds.train_x.shape, ds.test_x.shape)')
@@ -65,13 +65,13 @@ def test_random_dataset_loads_with_tensorflow_blocked():
 @pytest.mark.slow
 def test_launch_on_prepared_digits_runs_with_tensorflow_blocked(tfds_dir, tmp_path):
   pytest.importorskip('tensorflow_datasets')  # to prepare the arrays here
-  from configs.default import get_config
+  from configs.digits import get_config
   from dash_jax import data
   config = get_config()
   config.data_dir = tfds_dir
   data.load(config)  # keeps the arrays the blocked launch must read
   workdir = tmp_path / 'run'
-  argv = ['launch.py', '--config', 'configs/default.py', '--workdir', str(workdir),
+  argv = ['launch.py', '--config', 'configs/digits.py', '--workdir', str(workdir),
           f'--config.data_dir={tfds_dir}', '--config.num_chunks=2',
           '--config.max_epoch=2', '--config.width=16', '--config.seeds=0',
           '--config.train_type=dash', '--config.compile_cache_dir=',

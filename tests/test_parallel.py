@@ -18,7 +18,7 @@ CHILD = textwrap.dedent('''
     import jax
     jax.config.update('jax_disable_most_optimizations', True)
     import jax.numpy as jnp
-    from configs.default import get_config
+    from configs.digits import get_config
     from dash_jax import parallel, runs, train
 
     def tiny(devices, vmap_seeds):
@@ -91,7 +91,7 @@ def test_too_many_devices_is_a_one_line_error():
 
 HOST_CHILD = textwrap.dedent('''
     import json, sys
-    from configs.default import get_config
+    from configs.digits import get_config
     from dash_jax import runs
     c = get_config()
     c.data_dir, c.train_type, c.seeds = {tfds!r}, 'warm,dash', '0,1'
@@ -132,7 +132,7 @@ def test_two_processes_share_the_runs(tfds_dir, tmp_path):
 
 
 def test_bad_process_id_is_named():
-  from configs.default import get_config
+  from configs.digits import get_config
   from dash_jax import config as config_lib
   from dash_jax.errors import UserError
   c = get_config()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dash_jax
-from configs.default import get_config
+from configs.digits import get_config
 from dash_jax import config as config_lib
 from dash_jax import models, xla_cpu
 from dash_jax.errors import UserError

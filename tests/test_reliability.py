@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTERRUPTED = 'error: interrupted; re-run the same command to resume\n'
 
 
-def _launch(workdir, tfds_dir, *overrides, config='configs/default.py'):
+def _launch(workdir, tfds_dir, *overrides, config='configs/digits.py'):
   args = [sys.executable, os.path.join(ROOT, 'launch.py'),
           '--config', os.path.join(ROOT, config), '--workdir', str(workdir),
           f'--config.data_dir={tfds_dir}', '--config.train_type=warm', '--config.seeds=0',

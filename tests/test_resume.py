@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _launch(workdir, tfds_dir, *overrides):
   args = [sys.executable, os.path.join(ROOT, 'launch.py'),
-          '--config', os.path.join(ROOT, 'configs/default.py'), '--workdir', str(workdir),
+          '--config', os.path.join(ROOT, 'configs/digits.py'), '--workdir', str(workdir),
           f'--config.data_dir={tfds_dir}', '--config.train_type=dash', '--config.seeds=0',
           '--config.num_chunks=4', '--config.max_epoch=25', '--config.width=32',
           '--config.checkpoint_every_epochs=2', '--config.checkpoint_min_interval_s=0',

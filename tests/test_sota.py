@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs.default import get_config
+from configs.digits import get_config
 from dash_jax import augment, models, optim, sota, train
 
 

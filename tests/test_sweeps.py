@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from configs.default import get_config
+from configs.digits import get_config
 from dash_jax import aggregate, cli, monitor, report, results, runs, summary
 from dash_jax import config as config_lib
 from dash_jax.errors import UserError
@@ -152,7 +152,7 @@ def test_bad_lists_are_one_line_naming_field_and_value(field, values, message):
 def test_cli_list_errors_are_one_line(tmp_path, launch_in_process):
   for override, message in [('--config.data_dir=a,b', 'config.data_dir takes one value'),
                             ('--config.dash_alpha=0.3,,1', 'has an empty element')]:
-    code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/default.py'),
+    code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/digits.py'),
                                      '--workdir', tmp_path / 'w', override)
     lines = [l for l in err.splitlines() if l.strip()]
     assert code == 2 and len(lines) == 1, err
@@ -266,7 +266,7 @@ def test_vmapped_seed_groups_with_a_sweep_match_plain_runs(sweep_config, tmp_pat
 
 HOST_CHILD = textwrap.dedent('''
     import json, sys
-    from configs.default import get_config
+    from configs.digits import get_config
     from dash_jax import runs
     from dash_jax import config as config_lib
     c = get_config()
@@ -427,7 +427,7 @@ def test_wandb_missing_package_is_one_line(monkeypatch):
 
 def test_wandb_missing_package_on_the_command_line(tmp_path, launch_in_process, monkeypatch):
   monkeypatch.setitem(sys.modules, 'wandb', None)  # import wandb -> ImportError
-  code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/default.py'),
+  code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/digits.py'),
                                    '--workdir', tmp_path / 'w', '--config.wandb=True')
   lines = [l for l in err.splitlines() if l.strip()]
   assert code == 2 and len(lines) == 1, err

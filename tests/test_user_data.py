@@ -35,7 +35,7 @@ def launch_argv(argv):
   return 0
 
 
-def launch_main(workdir, *overrides, config='configs/default.py'):
+def launch_main(workdir, *overrides, config='configs/digits.py'):
   return launch_argv(['--config', os.path.join(ROOT, config), '--workdir', str(workdir),
                       *TINY, *overrides])
 
@@ -62,7 +62,7 @@ def write_npz(path, **arrays):
 
 
 def _config(dataset, data_dir='', **fields):
-  from configs.default import get_config
+  from configs.digits import get_config
   config = get_config()
   config.dataset, config.data_dir = dataset, str(data_dir)
   for k, v in fields.items():
@@ -274,7 +274,7 @@ def test_chunk_order_given_trains_chunk_k_on_the_kth_slice(tmp_path):
 def test_chunk_order_is_a_science_field_and_old_runs_resume():
   from dash_jax import config as config_lib
   assert 'chunk_order' not in config_lib.EXECUTION_FIELDS
-  from configs.default import get_config
+  from configs.digits import get_config
   config = get_config().to_dict()
   added = ('chunk_order', 'train_split', 'test_split', 'image_size', 'num_classes')
   older = {k: v for k, v in config.items() if k not in added}  # saved before they existed
