@@ -20,4 +20,5 @@ def get_config():
   config.learning_rate = 0.01
   config.num_chunks = 20
   config.batch_size = 128
+  config.runs_per_device = 1  # one process (the tests launch this config)
   return config

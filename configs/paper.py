@@ -22,6 +22,7 @@ def protocol(config):
   config.weight_decay = 0.0
   config.batch_size = 128
   config.test_batch_size = 256
+  config.runs_per_device = 1  # one process; pack runs with --config.runs_per_device=N
   config.width = 1000  # mlp only
   config.depth = 3  # mlp only: the paper's three-layer MLP (reset redraws fc3)
   return config

@@ -81,7 +81,7 @@ def test_launch_runs_with_tensorflow_blocked_and_records_the_generator(m1d_dir, 
           f'--config.data_dir={m1d_dir}', '--config.dataset=mnist1d',
           '--config.num_chunks=2', '--config.max_epoch=2', '--config.width=16',
           '--config.seeds=0', '--config.train_type=dash', '--config.compile_cache_dir=',
-          '--config.progress=False', '--config.tensorboard=False']
+          '--config.progress=False', '--config.tensorboard=False', '--config.runs_per_device=1']
   code = BLOCKER + (f'import runpy; sys.argv = {argv!r}\n'
                     'runpy.run_path("launch.py", run_name="__main__")\n'
                     'print(sorted(k for k in sys.modules if k.split(".")[0] == "mnist1d"))')

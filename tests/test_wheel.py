@@ -46,6 +46,7 @@ def test_wheel_installs_a_dash_jax_command(tfds_dir, tmp_path):
 
   out = _run([str(venv / 'bin' / 'dash-jax'), '--config', 'default', '--workdir', 'W',
               '--config.num_chunks=2', '--config.seeds=0', '--config.train_type=cold',
+              '--config.dataset=digits', '--config.runs_per_device=1',
               '--config.width=16', '--config.max_epoch=2', f'--config.data_dir={tfds_dir}',
               '--config.progress=False', '--config.compile_cache_dir='],
              cwd=elsewhere, env=env)
