@@ -109,7 +109,7 @@ def get_config():
   # '' = off. At most compile_cache_gb, least recently used dropped first.
   config.compile_cache_dir = '~/.cache/dash_jax/xla'
   config.compile_cache_gb = 2.0
-  # Several processes / hosts share the launch's runs (README, 'Several hosts').
+  # Several processes / hosts share the launch's runs (docs/gpu_and_speed.md, 'Several hosts').
   config.coordinator = ''  # '' = one process; 'auto' (SLURM, MPI...); 'HOST:PORT'
   config.num_processes = 1  # with coordinator='HOST:PORT'
   config.process_id = 0  # with coordinator='HOST:PORT': this process, 0-based
