@@ -83,8 +83,10 @@ def test_launch_runs_with_tensorflow_blocked_and_records_the_generator(m1d_dir, 
           '--config.seeds=0', '--config.train_type=dash', '--config.compile_cache_dir=',
           '--config.progress=False', '--config.tensorboard=False', '--config.runs_per_device=1']
   code = BLOCKER + (f'import runpy; sys.argv = {argv!r}\n'
-                    'runpy.run_path("launch.py", run_name="__main__")\n'
-                    'print(sorted(k for k in sys.modules if k.split(".")[0] == "mnist1d"))')
+                    'try:\n'
+                    '  runpy.run_path("launch.py", run_name="__main__")\n'
+                    'finally:\n'
+                    '  print(sorted(k for k in sys.modules if k.split(".")[0] == "mnist1d"))')
   out = _python(code)
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.strip().splitlines()[-1] == '[]'  # the generator is not imported

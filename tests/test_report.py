@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from dash_jax import report, results, summary
+from dash_jax import aggregate, report, results, summary
 from dash_jax.errors import UserError
 
 # (dataset, optimizer, train_type) -> per seed: (test accuracies, steps)
@@ -274,7 +274,7 @@ def _run(tt, accs, **swept):
             'train_type': tt, 'seeds': '0', 'num_chunks': len(accs), 'swept': list(swept),
             **swept}
   exps = [{'experiment': j, 'test_acc': a, 'steps': 10 * j} for j, a in enumerate(accs, 1)]
-  return report.Run(None, config, exps)
+  return aggregate.RunResult(None, config, exps)
 
 
 def _line_styles(fig):
