@@ -5,6 +5,10 @@ import sys
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+# Tiny models: compile time dominates, so skip most XLA optimisation passes;
+# through the environment too, so that processes a test starts (packed
+# workers) compile the same programs, to the same numbers.
+os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', 'true')
 
 import jax
 import pytest

@@ -82,8 +82,11 @@ def test_runs_saved_before_a_field_existed_still_resume():
   """A run config saved before `precision` existed means float32, the only
   precision there was; any other value is a different config."""
   old = config_lib.upgrade({'learning_rate': 0.01})  # as results.read_run_config reads it
-  assert config_lib.differing_fields(old, {'learning_rate': 0.01, 'precision': 'float32'}) == []
-  assert config_lib.differing_fields(old, {'learning_rate': 0.01, 'precision': 'bfloat16'}) == [
+  defaults = config_lib.defaults()
+  current = {'learning_rate': 0.01, **{f: defaults[f] for f in config_lib.ADDED_FIELDS}}
+  assert current['precision'] == 'float32'
+  assert config_lib.differing_fields(old, current) == []
+  assert config_lib.differing_fields(old, {**current, 'precision': 'bfloat16'}) == [
       "precision: 'float32' -> 'bfloat16'"]
 
 

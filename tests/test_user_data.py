@@ -4,6 +4,7 @@ dir, and mock data), chunk_order='given', the file guard, and one test per
 bad input (one line on stderr, exit 2, nothing written)."""
 import json
 import os
+import sys
 import re
 import shlex
 
@@ -23,13 +24,15 @@ TINY = ['--config.train_type=warm', '--config.seeds=0', '--config.num_chunks=2',
 
 
 def launch_argv(argv):
-  """`python launch.py ARGV` as a function call: its exit code (0 when it returns)."""
-  import launch  # defines the --config and --workdir flags once
+  """`python launch.py ARGV` as a function call (dash_jax.cli's parse and
+  launch, no signal handlers): its exit code (0 when it returns)."""
   from absl import flags
+  cli._define_flags()  # the --config and --workdir flags, once a process
   for name in [n for n in flags.FLAGS if n.startswith('config.')]:
     delattr(flags.FLAGS, name)  # a previous call's overrides: defined again by this parse
+  sys.modules.pop('config_config', None)  # ml_collections' module of the last config file
   try:
-    launch.main(cli.parse_flags(['launch.py', *argv]))
+    cli._launch(cli.parse_flags(['launch.py', *cli.resolve_config_arg(argv)]))
   except SystemExit as e:
     return e.code
   return 0
@@ -278,8 +281,10 @@ def test_chunk_order_is_a_science_field_and_old_runs_resume():
   config = get_config().to_dict()
   added = ('chunk_order', 'train_split', 'test_split', 'image_size', 'num_classes')
   older = {k: v for k, v in config.items() if k not in added}  # saved before they existed
-  assert config_lib.differing_fields(older, config) == []
-  assert config_lib.differing_fields({}, {'chunk_order': 'given'}) == [
+  # an older run's config is upgraded where it is read (config.upgrade)
+  assert config_lib.differing_fields(config_lib.upgrade(older), config) == []
+  assert config_lib.differing_fields(config_lib.upgrade(older),
+                                     {**config, 'chunk_order': 'given'}) == [
       "chunk_order: 'random' -> 'given'"]
 
 
