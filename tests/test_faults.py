@@ -17,6 +17,7 @@ from flax import nnx
 
 from dash_jax import dash, models
 from dash_jax.errors import UserError
+from tests.test_reliability import _wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED = 'error: terminated after saving a checkpoint; re-run the same command to resume\n'
@@ -32,17 +33,6 @@ def _launch(workdir, tfds_dir, *overrides, prefix=(), config='configs/digits.py'
   env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true')
   return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def _wait_for(proc, text, deadline=300):
-  seen, end = [], time.time() + deadline
-  while time.time() < end:
-    line = proc.stdout.readline()
-    assert line, f'exited ({proc.wait()}) before {text!r}: {seen} {proc.stderr.read()}'
-    seen.append(line)
-    if text in line:
-      return seen
-  raise AssertionError(f'no {text!r} in time')
 
 
 # --------------------------------------------------------------- 1. DASH API never returns NaN
