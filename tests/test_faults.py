@@ -17,6 +17,7 @@ from flax import nnx
 
 from dash_jax import dash, models
 from dash_jax.errors import UserError
+from tests.test_reliability import _launch as reliability_launch
 from tests.test_reliability import _wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,14 +26,8 @@ SAVED = 'error: terminated after saving a checkpoint; re-run the same command to
 
 def _launch(workdir, tfds_dir, *overrides, prefix=(), config='configs/digits.py'):
   """launch.py on a tiny config, in its own session (a group signal stays there)."""
-  args = [*prefix, sys.executable, os.path.join(ROOT, 'launch.py'),
-          '--config', os.path.join(ROOT, config), '--workdir', str(workdir),
-          f'--config.data_dir={tfds_dir}', '--config.train_type=warm', '--config.seeds=0',
-          '--config.num_chunks=2', '--config.max_epoch=2', '--config.width=16',
-          '--config.checkpoint_min_interval_s=0', '--config.compile_cache_dir=', *overrides]
-  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true')
-  return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True)
+  return reliability_launch(workdir, tfds_dir, *overrides, config=config, prefix=prefix,
+                            new_session=True)
 
 
 # --------------------------------------------------------------- 1. DASH API never returns NaN

@@ -18,15 +18,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTERRUPTED = 'error: interrupted; re-run the same command to resume\n'
 
 
-def _launch(workdir, tfds_dir, *overrides, config='configs/digits.py'):
-  args = [sys.executable, os.path.join(ROOT, 'launch.py'),
+def _launch(workdir, tfds_dir, *overrides, config='configs/digits.py', prefix=(),
+            new_session=False):
+  """launch.py on a tiny config (under `prefix`, e.g. `timeout`); with
+  new_session, in its own session, so a group signal stays there."""
+  args = [*prefix, sys.executable, os.path.join(ROOT, 'launch.py'),
           '--config', os.path.join(ROOT, config), '--workdir', str(workdir),
           f'--config.data_dir={tfds_dir}', '--config.train_type=warm', '--config.seeds=0',
           '--config.num_chunks=2', '--config.max_epoch=2', '--config.width=16',
           '--config.checkpoint_min_interval_s=0', '--config.compile_cache_dir=', *overrides]
   env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true')
   return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, start_new_session=new_session)
 
 
 def _trained(out):
