@@ -27,6 +27,7 @@ import numpy as np
 from dash_jax import aggregate
 from dash_jax import config as config_lib
 from dash_jax import interventions
+from dash_jax import paired
 from dash_jax import results as results_lib
 from dash_jax.errors import UserError
 
@@ -219,6 +220,8 @@ def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
       out.append(f'| {r.optimizer.upper()} | {label(r.train_type)} | {values}'
                  f'{seeds} | ' + ' | '.join(_cell(r, m, marked) for m in METRICS) + ' |')
     out.append('')
+    for rows_compared in _blocks(block).values():
+      out += paired.markdown(paired.against(rows_compared), lambda r: label(r.train_type, r.swept))
     out += aggregate.environment_lines(
         (f'{r.optimizer.upper()} {label(r.train_type, r.swept)}', r.environments)
         for r in block)

@@ -338,3 +338,22 @@ def test_rows_launched_at_the_defaults_show_the_default_in_swept_columns(tmp_pat
     rows = list(csv.DictReader(f))
   assert [(r['train_type'], r['dash_lambda']) for r in rows] == [
       ('cold', '0.3'), ('dash', '0.1'), ('dash', '0.5')]
+
+
+def test_paired_table_against_dash_seed_by_seed(results_dir, tmp_path):
+  """digits/sgd: DASH - cold = 10 and 2 points (+6.00 (4.00), ahead on both),
+  DASH - warm = 25 and 27; blocks with one seed or no DASH get no table."""
+  text = report.write([str(results_dir)], str(tmp_path / 'out')).markdown
+  assert '| DASH - Cold | SGD | 2 | +6.00 (4.00) | 2 of 2 |' in text
+  assert '| DASH - Warm | SGD | 2 | +26.00 (1.00) | 2 of 2 |' in text
+  assert text.count('DASH minus each type, paired by seed') == 1  # not SAM (1 seed), not svhn
+
+
+def test_paired_uses_only_common_seeds_and_counts_ties_as_not_ahead(tmp_path):
+  root = str(tmp_path / 'runs')
+  for seed, (dash_acc, cold_acc) in enumerate([(.9, .9), (.8, .7), (.6, .7)]):
+    write_run(root, 'digits', 'sgd', 'dash', seed, [dash_acc], [1])
+    write_run(root, 'digits', 'sgd', 'cold', seed, [cold_acc], [1])
+  write_run(root, 'digits', 'sgd', 'cold', 9, [.1], [1])  # no DASH seed 9: left out
+  text = report.write([root], str(tmp_path / 'out')).markdown
+  assert '| DASH - Cold | SGD | 3 | +0.00 (8.16) | 1 of 3 |' in text
