@@ -1,0 +1,149 @@
+"""Reliability, fourth pass (issue 30): a user's data is never silently
+wrong, no input or environment gives a traceback, packed launches are as safe
+as plain ones, and the smaller items. One test (or more) per cause."""
+import errno
+import os
+import pickle
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dash_jax import data
+from dash_jax.data import user
+from dash_jax.errors import UserError
+from tests.test_user_data import _config, _refused, features, write_folder, write_npz
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_refused(dataset, match, **fields):
+  with pytest.raises(UserError, match=match) as e:
+    data.load(_config(dataset, **fields))
+  assert '\n' not in str(e.value)
+  return str(e.value)
+
+
+# --------------------------------------------------------------- 1. labels
+
+
+@pytest.mark.parametrize('dtype,value', [(np.int64, 2**32 + 1), (np.uint64, 2**63 + 1),
+                                         (np.int64, 10**9), (np.int32, 60)])
+def test_a_label_beyond_the_training_examples_is_named_not_wrapped(tmp_path, dtype, value):
+  y = features(60)[1].astype(dtype)
+  y[5] = value  # 2**32+1 and 2**63+1 became 1 in int32; 10**9 built set(range(10**9))
+  path = write_npz(tmp_path / 'f.npz', y_train=y)
+  _load_refused(path, rf'y_train holds label {value}, but there are only 60 training '
+                r'examples and every class needs one')
+  path = write_npz(tmp_path / 'g.npz', y_test=np.full(30, value, dtype))
+  _load_refused(path, rf'y_test holds label {value}, but there are only 60 training')
+
+
+def test_num_classes_beyond_the_training_examples_is_refused_before_counting(tmp_path):
+  path = write_npz(tmp_path / 'f.npz')
+  _load_refused(path, 'config.num_classes=1000000000 exceeds the 60 training examples',
+                num_classes=10**9)
+
+
+def test_labels_up_to_the_training_examples_still_load(tmp_path):
+  x = np.arange(8, dtype=np.float32)[:, None]
+  path = write_npz(tmp_path / 'f.npz', x_train=x, y_train=np.arange(8, dtype=np.uint64),
+                   x_test=x[:2], y_test=np.array([7, 0], np.int64))
+  ds = data.load(_config(path))
+  assert ds.num_classes == 8 and ds.test_y.tolist() == [7, 0]
+
+
+# --------------------------------------------------------------- 2. 16-bit and huge images
+
+
+def test_16_bit_pngs_are_scaled_to_8_bits_not_clipped(tmp_path):
+  root = tmp_path / 'imgs'
+  for split in ('train', 'test'):
+    for c, level in (('a', 0), ('b', 1000), ('c', 65535)):
+      (root / split / c).mkdir(parents=True)
+      Image.fromarray(np.full((4, 4), level, np.uint16)).save(root / split / c / '0.png')
+  assert Image.open(root / 'train' / 'b' / '0.png').mode.startswith('I')
+  ds = data.load(_config(f'folder:{root}'))
+  assert ds.train_x.dtype == np.uint8 and ds.train_x.shape == (3, 4, 4, 1)
+  assert ds.train_x[:, 0, 0, 0].tolist() == [0, 4, 255]  # round(v / 257): 1000 -> 4
+  assert ds.test_x[:, 0, 0, 0].tolist() == [0, 4, 255]
+
+
+def test_an_image_past_the_decompression_bomb_limit_is_one_line(tmp_path, monkeypatch):
+  path = write_folder(tmp_path / 'imgs')
+  Image.new('RGB', (40, 40)).save(tmp_path / 'imgs' / 'train' / 'dog' / '1.png')
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 500)  # a 19000x19000 PNG, made small
+  _load_refused(f'folder:{path}', r'train/dog/1.png is too large to read \(Image size '
+                r'\(1600 pixels\) exceeds limit')
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)  # past the limit, not twice it: a warning
+  with __import__('warnings').catch_warnings():
+    __import__('warnings').simplefilter('error')
+    _load_refused(f'folder:{path}', 'train/dog/1.png is too large to read')
+
+
+# --------------------------------------------------------------- 5. inputs that gave tracebacks
+
+
+def test_a_truncated_or_crc_damaged_npz_is_one_line(tmp_path):
+  x = np.arange(4000, dtype=np.float64).reshape(1000, 4)
+  path = write_npz(tmp_path / 'f.npz', x_train=x, y_train=np.arange(1000) % 3)
+  blob = open(path, 'rb').read()
+  (tmp_path / 'cut.npz').write_bytes(blob[:len(blob) // 2])
+  _load_refused(str(tmp_path / 'cut.npz'), r'cut.npz is not a readable .npz file \(File is '
+                r'not a zip file\); a damaged or cut-short copy\?')
+  with zipfile.ZipFile(path) as z:
+    offset = z.getinfo('x_train.npy').header_offset + 30 + len('x_train.npy') + 500
+  damaged = bytearray(blob)
+  damaged[offset] ^= 0xFF
+  (tmp_path / 'crc.npz').write_bytes(bytes(damaged))
+  _load_refused(str(tmp_path / 'crc.npz'), r"cannot read x_train \(Bad CRC-32 for file "
+                r"'x_train.npy'\): the file is damaged")
+
+
+def test_a_symlink_loop_in_an_image_folder_names_the_file(tmp_path):
+  path = write_folder(tmp_path / 'imgs')
+  loop = tmp_path / 'imgs' / 'train' / 'dog' / 'loop.png'
+  os.symlink(loop, loop)
+  _load_refused(f'folder:{path}', r'cannot read train/dog/loop.png \(Too many levels of '
+                r'symbolic links\)')
+
+
+def test_examples_of_no_values_are_refused(tmp_path):
+  path = write_npz(tmp_path / 'f.npz', x_train=np.zeros((60, 0)), x_test=np.zeros((30, 0)))
+  _load_refused(path, r'x_train has shape \(60, 0\): examples of no values')
+
+
+# --------------------------------------------------------------- 8. messages that name something
+
+
+def test_a_non_utf8_file_name_is_named_escaped(tmp_path):
+  path = write_folder(tmp_path / 'imgs')
+  bad = os.fsdecode(b'caf\xe9.png')
+  Image.new('RGB', (6, 6)).save(os.path.join(path, 'train', 'dog', bad))
+  line = _load_refused(f'folder:{path}', r'the name train/dog/caf\\xe9.png is not UTF-8')
+  line.encode()  # printable as it is
+
+
+def test_values_beyond_float32_are_named_as_such_without_a_warning(tmp_path):
+  x = features(60)[0]
+  x[4, 1] = 1e300
+  path = write_npz(tmp_path / 'f.npz', x_train=x)
+  with __import__('warnings').catch_warnings():
+    __import__('warnings').simplefilter('error')  # NumPy's overflow warning would raise
+    _load_refused(path, r'x_train holds 1 values out of float32 range \(first 1e\+300 at '
+                  r'index \(4, 1\)\)')
+
+
+def test_a_text_file_as_npz_is_named_in_whole_words(tmp_path):
+  (tmp_path / 'x.npz').write_text('a,b\n1,2\n')
+  line = _load_refused(str(tmp_path / 'x.npz'), 'is not an .npz file')
+  assert 'text, CSV or another format?' in line and 'pickled' not in line
+
+
+def test_long_reasons_are_cut_at_a_word():
+  reason = user._reason(ValueError('word ' * 40 + 'tail'))
+  assert reason.endswith(' ...') and len(reason) <= 120
+  assert all(w == 'word' for w in reason[:-4].split())
