@@ -147,3 +147,57 @@ def test_long_reasons_are_cut_at_a_word():
   reason = user._reason(ValueError('word ' * 40 + 'tail'))
   assert reason.endswith(' ...') and len(reason) <= 120
   assert all(w == 'word' for w in reason[:-4].split())
+
+
+# --------------------------------------------------------------- 9. downloads offline
+
+
+def _closed_port():
+  import socket
+  s = socket.socket()
+  s.bind(('127.0.0.1', 0))
+  port = s.getsockname()[1]
+  s.close()  # nothing listens there now: a connection is refused at once
+  return port
+
+
+def test_an_offline_download_fails_in_seconds_naming_the_fix(monkeypatch):
+  for var in ('https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'):
+    monkeypatch.delenv(var, raising=False)
+  monkeypatch.setattr(user, 'ONLINE_PROBE', ('127.0.0.1', _closed_port()))
+  with pytest.raises(UserError, match=r'--config.download=True cannot download tfds:mnist: '
+                     r'this machine cannot reach 127.0.0.1:\d+ \(Connection refused\); '
+                     r'prepare it where there is a network \(`tfds build mnist'):
+    user.check_online('mnist')
+  monkeypatch.setattr(user, 'ONLINE_PROBE', ('name.invalid', 443))  # no such name
+  monkeypatch.setattr(user, 'ONLINE_TIMEOUT_S', 0.5)
+  with pytest.raises(UserError, match='cannot reach name.invalid:443'):
+    user.check_online('mnist')
+
+
+def test_a_download_probes_before_tfds_downloads(monkeypatch):
+  """load_tfds calls the probe before download_and_prepare (tfds mocked)."""
+  import types
+  calls = []
+
+  class Builder:
+    data_path = '/nowhere'
+
+    def is_prepared(self):
+      return False
+
+    def download_and_prepare(self):
+      calls.append('download')
+
+  fake = types.SimpleNamespace(builder=lambda name, data_dir: Builder(), __version__='x',
+                               core=types.SimpleNamespace(registered=types.SimpleNamespace(
+                                   DatasetNotFoundError=LookupError)))
+  monkeypatch.setitem(sys.modules, 'tensorflow_datasets', fake)
+
+  def offline(target):
+    calls.append('probe')
+    raise UserError('offline')
+  monkeypatch.setattr(user, 'check_online', offline)
+  with pytest.raises(UserError, match='offline'):
+    user.load_tfds(_config('tfds:mnist', download=True), 'mnist')
+  assert calls == ['probe']
