@@ -201,3 +201,81 @@ def test_a_download_probes_before_tfds_downloads(monkeypatch):
   with pytest.raises(UserError, match='offline'):
     user.load_tfds(_config('tfds:mnist', download=True), 'mnist')
   assert calls == ['probe']
+
+
+# --------------------------------------------------------------- 4, 8, 10. config files and flags
+
+
+def _parse(capsys, *argv):
+  """dash_jax.cli's flag parsing of `launch.py ARGV` (no launch): (exit code,
+  the config, stderr)."""
+  from absl import flags
+
+  from dash_jax import cli
+  cli._define_flags()
+  for name in [n for n in flags.FLAGS if n.startswith('config.')]:
+    delattr(flags.FLAGS, name)
+  sys.modules.pop('config_config', None)
+  capsys.readouterr()
+  try:
+    cli.parse_flags(['launch.py', *cli.resolve_config_arg(list(map(str, argv)))])
+    code = 0
+  except SystemExit as e:
+    code = e.code
+  return code, flags.FLAGS.config, capsys.readouterr().err
+
+
+def _config_file(tmp_path, body):
+  path = tmp_path / 'my_config.py'
+  path.write_text('from configs.digits import get_config as digits\n\n\n'
+                  'def get_config():\n' + body)
+  return path
+
+
+def test_a_misspelled_field_in_a_config_file_is_refused(tmp_path, capsys):
+  path = _config_file(tmp_path, '  c = digits()\n  c.trian_type = "dash"\n  return c\n')
+  code, _, err = _parse(capsys, '--config', path, '--workdir', tmp_path / 'w')
+  assert code == 2 and err == (f'error: config file {path} sets unknown config field '
+                               f"'trian_type'; did you mean \"train_type\"? (fields and their "
+                               f'defaults: configs/default.py)\n')
+  path = _config_file(tmp_path, '  c = digits()\n  c.train_type = "dash"\n  return c\n')
+  code, config, err = _parse(capsys, '--config', path, '--workdir', tmp_path / 'w')
+  assert code == 0 and config.train_type == 'dash' and err == ''
+
+
+def test_a_misspelled_field_is_refused_by_the_api_too(tiny_config, tmp_path):
+  import dash_jax
+  with tiny_config.unlocked():
+    tiny_config.lerning_rate = 0.5
+  with pytest.raises(UserError, match='unknown config field \'lerning_rate\'; did you mean '
+                     '"learning_rate"'):
+    dash_jax.run(tiny_config, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def test_the_synthetic_configs_fields_are_known(tmp_path, capsys):
+  code, config, err = _parse(capsys, '--config', 'synthetic', '--workdir', tmp_path / 'w',
+                             '--config.num_experiments=3')
+  assert code == 0 and err == '' and config.num_experiments == 3
+
+
+@pytest.mark.parametrize('extra', [[], ['--config.progress=False']])
+def test_get_config_returning_no_config_dict_says_so(tmp_path, capsys, extra):
+  path = _config_file(tmp_path, '  return 5\n')
+  code, _, err = _parse(capsys, '--config', path, '--workdir', tmp_path / 'w', *extra)
+  assert code == 2 and err == (f'error: config file {path}: get_config() returned int, '
+                               f'not a ConfigDict; make it return an ml_collections.ConfigDict\n')
+
+
+def test_a_comma_in_a_file_name_is_no_list(tmp_path, capsys):
+  from dash_jax import cli
+  path = write_npz(tmp_path / 'a,b.npz')
+  folder = write_folder(tmp_path / 'im,gs')
+  for value in (path, f'npz:{path}', f'folder:{folder}'):
+    assert cli.split_lists([f'--config.dataset={value}']) == ([f'--config.dataset={value}'], {})
+    code, config, err = _parse(capsys, '--config', 'digits', '--workdir', tmp_path / 'w',
+                               f'--config.dataset={value}')
+    assert code == 0 and config.dataset == value and err == ''
+  assert cli.split_lists([f'--config.dataset={tmp_path}/c,d.npz'])[1] == {  # none such
+      'dataset': f'{tmp_path}/c,d.npz'}
+  assert cli.split_lists(['--config.learning_rate=0.1,0.5'])[1] == {'learning_rate': '0.1,0.5'}
