@@ -162,8 +162,8 @@ def _check_loaded_config(path) -> None:
     value = flags.FLAGS['config'].value
   except Exception:  # noqa: BLE001 - not loaded: the parse error says why
     return
-  if value is None:
-    return
+  if value is None or type(value).__module__.startswith('ml_collections.config_flags'):
+    return  # none, or its stand-in for a file that failed to load: the error says why
   if not isinstance(value, ml_collections.ConfigDict):
     raise UserError(_not_a_config_dict(path, type(value).__name__))
   config_lib.check_known_fields(value, f'config file {path}' if path else 'the config')
