@@ -1,11 +1,9 @@
 """Reliability, fourth pass (issue 30): a user's data is never silently
 wrong, no input or environment gives a traceback, packed launches are as safe
 as plain ones, and the smaller items. One test (or more) per cause."""
-import errno
 import os
 import pickle
 import sys
-import time
 import zipfile
 
 import numpy as np
@@ -15,7 +13,7 @@ from PIL import Image
 from dash_jax import data
 from dash_jax.data import user
 from dash_jax.errors import UserError
-from tests.test_user_data import _config, _refused, features, write_folder, write_npz
+from tests.test_user_data import _config, features, write_folder, write_npz
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -279,3 +277,81 @@ def test_a_comma_in_a_file_name_is_no_list(tmp_path, capsys):
   assert cli.split_lists([f'--config.dataset={tmp_path}/c,d.npz'])[1] == {  # none such
       'dataset': f'{tmp_path}/c,d.npz'}
   assert cli.split_lists(['--config.learning_rate=0.1,0.5'])[1] == {'learning_rate': '0.1,0.5'}
+
+
+# --------------------------------------------------------------- 3, 7, 11. packed workers
+
+
+def _fake_worker(code_text, error=b''):
+  """A finished worker process: exits as `code_text` says, having sent `error`."""
+  import subprocess
+  read_fd, write_fd = os.pipe()
+  w = subprocess.Popen([sys.executable, '-c', f'import os, sys\nos.write({write_fd}, {error!r})\n'
+                        + code_text], pass_fds=(write_fd,))
+  os.close(write_fd)
+  w.error_fd, w.error = read_fd, None
+  w.wait()
+  return w
+
+
+def test_a_worker_that_finds_the_file_changed_stops_the_launch_with_its_line(
+    tiny_config, tmp_path, monkeypatch):
+  import dash_jax
+  from dash_jax import runs
+  message = b'data.npz changed while this launch ran (sha256 ...)'
+  monkeypatch.setattr(runs, '_start_workers', lambda config, workdir, count: [
+      _fake_worker('sys.exit(2)', message)])
+  tiny_config.seeds = '0,1'
+  with pytest.raises(UserError) as e:
+    dash_jax.run(tiny_config, str(tmp_path), lambda *a: None)
+  assert str(e.value) == message.decode()
+  assert not os.path.exists(tmp_path / 'warm-sgd-seed0' / 'results.json')  # stopped before it
+
+
+def test_a_worker_compares_the_data_it_loads_with_the_launchs_sha256(tmp_path, monkeypatch):
+  import io
+  from dash_jax import runs, signals
+  path = write_npz(tmp_path / 'f.npz')
+  config = data.fingerprinted(_config(path))
+  write_npz(tmp_path / 'f.npz', x_train=features(60, seed=5)[0])  # replaced mid-launch
+  os.utime(path, ns=(1, 1))  # another mtime, whatever the clock's resolution
+  monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(pickle.dumps(config))))
+  monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
+  read_fd, write_fd = os.pipe()
+  with pytest.raises(SystemExit) as e:
+    runs.worker_main(str(tmp_path / 'w'), '1', str(os.getppid()), str(write_fd))
+  os.close(write_fd)
+  sent = os.read(read_fd, 1000).decode()
+  os.close(read_fd)
+  assert e.value.code == 2
+  assert sent.startswith(f'{path} changed while this launch ran (sha256 '
+                         f'{config.dataset_sha256[:16]}... when it started, ')
+  ds = data.load(config)
+  with pytest.raises(UserError, match='changed while this launch ran'):  # the parent's check
+    data.check_unchanged(config, ds)
+  data.check_unchanged(data.fingerprinted(config), ds)  # the launch's own file: fine
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_the_tables_to_the_parent(tiny_config, tmp_path, monkeypatch):
+  import dash_jax
+  from dash_jax import runs
+  tiny_config.num_chunks, tiny_config.max_epoch, tiny_config.width = 2, 1, 8
+  monkeypatch.setattr(runs, '_start_workers', lambda config, workdir, count: [
+      _fake_worker('os.kill(os.getpid(), 9)')])
+  lines = []
+  out = dash_jax.run(tiny_config, str(tmp_path), lines.append)
+  assert out['warm-sgd-seed0']['experiments']
+  assert ('note: worker process 1 ended early (killed by signal 9); this process finished '
+          'its runs') in lines
+  assert (tmp_path / 'summary.json').exists() and (tmp_path / 'summary.md').exists()
+  assert any(line.startswith('report: ') for line in lines)
+
+
+def test_workers_get_their_config_without_a_file_in_the_workdir(tiny_config, tmp_path):
+  from dash_jax import runs
+  workers = runs._start_workers(tiny_config, str(tmp_path), 1)
+  try:
+    assert os.listdir(tmp_path) == []  # was .workers-*.pkl, left behind by kill -9
+  finally:
+    runs._stop_workers(workers, early=True)
