@@ -391,3 +391,39 @@ def test_closed_loop_errors_of_a_failed_save_print_nothing(tmp_path, monkeypatch
                                 exc_traceback=tb, err_msg=None, object=None)
   sys.unraisablehook(other)
   assert printed == [other]  # anything else is printed as before
+
+
+# --------------------------------------------------------------- 5. JAX_PLATFORMS this machine lacks
+
+
+@pytest.mark.parametrize('raised', [
+    RuntimeError("Unable to initialize backend 'cuda': no CUDA-capable device is detected"),
+    AssertionError()])  # JAX's second look, after a first failure was swallowed
+def test_a_platform_jax_cannot_start_is_named(monkeypatch, raised):
+  import jax
+
+  from dash_jax import parallel
+
+  def devices():
+    raise raised
+  monkeypatch.setattr(jax, 'devices', devices)
+  monkeypatch.setenv('JAX_PLATFORMS', 'cuda')
+  with pytest.raises(UserError, match=r'^JAX_PLATFORMS=cuda: JAX cannot start that platform '
+                     r'\(.*\); unset JAX_PLATFORMS or set it to a platform this machine has'):
+    parallel.check_platform()
+
+
+@pytest.mark.parametrize('platform', ['bogus', 'cuda'])
+def test_jax_platforms_without_that_platform_is_one_line_exit_2(tmp_path, platform):
+  import subprocess
+  if platform == 'cuda' and any(os.path.exists(f'/dev/nvidia{i}') for i in range(8)):
+    pytest.skip('this machine has a GPU')
+  env = dict(os.environ, JAX_PLATFORMS=platform, PYTHONPATH=ROOT)
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--config', 'digits',
+                         '--workdir', str(tmp_path / 'w'), '--config.train_type=warm',
+                         '--config.seeds=0'], env=env, capture_output=True, text=True,
+                        cwd=ROOT, timeout=300)
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+  assert lines[0].startswith(f'error: JAX_PLATFORMS={platform}: JAX cannot start that platform')
+  assert not (tmp_path / 'w').exists()
