@@ -317,6 +317,7 @@ def test_a_worker_compares_the_data_it_loads_with_the_launchs_sha256(tmp_path, m
   os.utime(path, ns=(1, 1))  # another mtime, whatever the clock's resolution
   monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(pickle.dumps(config))))
   monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
+  monkeypatch.setattr(os, 'kill', lambda pid, sig: None)  # its parent watch: never here
   read_fd, write_fd = os.pipe()
   with pytest.raises(SystemExit) as e:
     runs.worker_main(str(tmp_path / 'w'), '1', str(os.getppid()), str(write_fd))
