@@ -107,6 +107,8 @@ def test_a_symlink_loop_in_an_image_folder_names_the_file(tmp_path):
   os.symlink(loop, loop)
   _load_refused(f'folder:{path}', r'cannot read train/dog/loop.png \(Too many levels of '
                 r'symbolic links\)')
+  os.symlink(tmp_path / 'f.npz', tmp_path / 'f.npz')
+  _load_refused(str(tmp_path / 'f.npz'), 'is a symbolic link that leads nowhere')
 
 
 def test_examples_of_no_values_are_refused(tmp_path):

@@ -141,6 +141,9 @@ def _existing_file(target) -> str:
   if os.path.isdir(path):
     raise UserError(f'dataset file {target} is a folder; give an .npz file, or '
                     f'folder:{target} for a folder of images')
+  if os.path.islink(path) and not os.path.exists(path):
+    raise UserError(f'dataset file {target} is a symbolic link that leads nowhere (a loop, '
+                    f'or its target is gone); point it at the .npz file')
   if not os.path.isfile(path):
     raise UserError(f'dataset file {target} not found (looked for {path}); check the '
                     f'path, relative to where launch.py runs')
