@@ -182,13 +182,18 @@ def _labels(y, what, limit) -> np.ndarray:
   return y.astype(np.int32)
 
 
-def _num_classes(train_y, test_y, given, where) -> int:
-  """K: `given` or the largest label + 1; every class must have training examples."""
+def _num_classes(train_y, test_y, given, where, tfds_classes=False) -> int:
+  """K: `given` (config.num_classes, or a tfds dataset's own count) or the
+  largest label + 1; every class must have training examples."""
   top = int(max(train_y.max(), test_y.max())) + 1
   if given and top > given:
     raise UserError(f'{where} holds label {top - 1}, but config.num_classes={given}; '
                     f'labels must be 0..{given - 1} (or raise num_classes)')
-  if given > len(train_y):
+  if given > len(train_y):  # checked before counting: a huge K would fill the memory
+    if tfds_classes:
+      raise UserError(f'{where} has {given} classes but config.train_split keeps only '
+                      f'{len(train_y)} training examples; every class needs one: take '
+                      f'a larger train_split')
     raise UserError(f'config.num_classes={given} exceeds the {len(train_y)} training '
                     f'examples of {where}; every class needs one: lower num_classes')
   k = given or top
@@ -431,7 +436,7 @@ def load_tfds(config, target) -> base.Dataset:
                 (tr, f'{tr} labels', te, f'{te} labels'))
   label = features[keys[1]]
   given = getattr(label, 'num_classes', None) or 0
-  k = _num_classes(train_y, test_y, given, where)
+  k = _num_classes(train_y, test_y, given, where, tfds_classes=True)
   source = {'kind': 'tfds', 'name': target, 'version': str(builder.info.version),
             'data_dir': root, 'train_split': tr, 'test_split': te,
             'supervised_keys': list(keys)}
