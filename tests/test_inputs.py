@@ -184,6 +184,7 @@ def test_a_download_probes_before_tfds_downloads(monkeypatch):
     data_path = '/nowhere'
 
     def is_prepared(self):
+      calls.append('is_prepared')
       return False
 
     def download_and_prepare(self):
@@ -200,7 +201,7 @@ def test_a_download_probes_before_tfds_downloads(monkeypatch):
   monkeypatch.setattr(user, 'check_online', offline)
   with pytest.raises(UserError, match='offline'):
     user.load_tfds(_config('tfds:mnist', download=True), 'mnist')
-  assert calls == ['probe']
+  assert calls == ['is_prepared', 'probe']
 
 
 # --------------------------------------------------------------- 4, 8, 10. config files and flags

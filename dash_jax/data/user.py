@@ -20,6 +20,7 @@ sorted order, names a bad file and resizes, and needs no TensorFlow.)
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import hashlib
@@ -388,6 +389,17 @@ def check_online(target) -> None:
                     f'--config.data_dir at DIR')
 
 
+@contextlib.contextmanager
+def _absl_errors_only():
+  from absl import logging as absl_logging
+  level = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(level)
+
+
 def load_tfds(config, target) -> base.Dataset:
   try:
     import tensorflow_datasets as tfds
@@ -396,13 +408,15 @@ def load_tfds(config, target) -> base.Dataset:
                     f'pip install -e ".[data]"') from None
   root = base.data_dir(config)
   try:
-    builder = tfds.builder(target, data_dir=root)
+    with _absl_errors_only():  # 'Variant folder ... has no dataset_info.json': a second line
+      builder = tfds.builder(target, data_dir=root)
+      prepared = builder.is_prepared()
   except tfds.core.registered.DatasetNotFoundError:
     raise UserError(f'tfds knows no dataset {target!r} (installed tfds '
                     f'{tfds.__version__}); see tfds.list_builders() for the names') from None
   except (ValueError, KeyError) as e:
     raise UserError(f'tfds:{target}: {_reason(e)}') from None
-  if not builder.is_prepared():
+  if not prepared:
     if not config.download:
       raise UserError(
           f'tfds dataset {target!r} is not prepared in {builder.data_path}; prepare it '
