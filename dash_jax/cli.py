@@ -147,16 +147,19 @@ def parse_flags(argv):
   except UserError as e:
     fail(str(e))
   except Exception as e:  # noqa: BLE001 - the config file or an override failed
-    with contextlib.suppress(UserError):
-      _check_loaded_config(path)  # get_config() returned no ConfigDict: say that instead
+    try:
+      _check_loaded_config(path, fields=False)  # get_config() returned no ConfigDict?
+    except UserError as not_config:
+      fail(str(not_config))
     _fail_parsing(e, path)
   finally:
     sys.argv = sys_argv
 
 
-def _check_loaded_config(path) -> None:
+def _check_loaded_config(path, fields=True) -> None:
   """UserError for a config file whose get_config() returned something else
-  than a ConfigDict, or whose config sets a field no experiment reads."""
+  than a ConfigDict, or (`fields`) whose config sets a field no experiment
+  reads."""
   import ml_collections
   try:
     value = flags.FLAGS['config'].value
@@ -166,7 +169,8 @@ def _check_loaded_config(path) -> None:
     return  # none, or its stand-in for a file that failed to load: the error says why
   if not isinstance(value, ml_collections.ConfigDict):
     raise UserError(_not_a_config_dict(path, type(value).__name__))
-  config_lib.check_known_fields(value, f'config file {path}' if path else 'the config')
+  if fields:
+    config_lib.check_known_fields(value, f'config file {path}' if path else 'the config')
 
 
 def _not_a_config_dict(path, kind) -> str:

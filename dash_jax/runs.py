@@ -279,6 +279,7 @@ def _stop_workers(workers, early=False, log=print) -> None:
   reported; its runs were finished here, so the launch goes on to its tables,
   unless it stopped on a UserError: that is raised."""
   signals.forward_to(())
+  errors = []
   for i, w in enumerate(workers, 1):
     if early and w.poll() is None and not signals.stop_requested():  # else: already told
       w.terminate()
@@ -287,9 +288,12 @@ def _stop_workers(workers, early=False, log=print) -> None:
     if early or code == 0:
       continue
     if code == 2 and error:
-      raise UserError(error)
-    log(f'note: worker process {i} ended early ({_how(code)}); this process finished '
-        f'its runs')
+      errors.append(error)
+    else:
+      log(f'note: worker process {i} ended early ({_how(code)}); this process finished '
+          f'its runs')
+  if errors:
+    raise UserError(errors[0])
 
 
 def worker_main(workdir, index, parent_pid, error_fd='-1') -> None:
