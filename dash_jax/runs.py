@@ -164,6 +164,10 @@ def claim_workdir(config, workdir, specs, log=print) -> None:
   launch lock: a launch with another config sees this one's configs."""
   with _launch_lock(workdir):
     check_workdir(config, workdir, specs, log)
+    for name in os.listdir(workdir):  # configs earlier versions handed workers in files
+      if name.startswith('.workers-') and name.endswith('.pkl'):
+        with contextlib.suppress(OSError):
+          os.remove(os.path.join(workdir, name))
     for spec in specs:
       path = os.path.join(workdir, spec.name, results.RUN_CONFIG)
       if not os.path.exists(path):

@@ -431,3 +431,12 @@ def test_jax_platforms_without_that_platform_is_one_line_exit_2(tmp_path, platfo
   assert proc.returncode == 2 and len(lines) == 1, proc.stderr
   assert lines[0].startswith(f'error: JAX_PLATFORMS={platform}: JAX cannot start that platform')
   assert not (tmp_path / 'w').exists()
+
+
+def test_a_launch_removes_worker_files_earlier_versions_left(tiny_config, tmp_path):
+  from dash_jax import runs
+  (tmp_path / '.workers-abc.pkl').write_bytes(b'old')
+  (tmp_path / 'notes.pkl').write_bytes(b'mine')
+  runs.claim_workdir(tiny_config, str(tmp_path), list(runs.run_specs(tiny_config)),
+                     lambda *a: None)
+  assert not (tmp_path / '.workers-abc.pkl').exists() and (tmp_path / 'notes.pkl').exists()
