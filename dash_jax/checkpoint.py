@@ -68,22 +68,36 @@ def _quiet_orbax_logs() -> None:
     logger.addFilter(_NotOrbax())
 
 
-def _drop_closed_loop_errors() -> None:
-  """After a failed restore tensorstore still completes its reads into
-  Orbax's event loop, now closed; each one prints 'RuntimeError: Event loop
-  is closed' through sys.excepthook. Those, and only those, are dropped."""
-  previous = sys.excepthook
-  if getattr(previous, 'dash_jax', False):
-    return
+def _closed_loop_error(kind, value, tb) -> bool:
+  """Whether this is tensorstore completing a read or write into Orbax's
+  event loop after Orbax closed it: RuntimeError('Event loop is closed') from
+  asyncio's call_soon_threadsafe."""
+  if kind is not RuntimeError or str(value) != 'Event loop is closed':
+    return False
+  frames = traceback.extract_tb(tb)
+  return bool(frames) and frames[0].name == 'call_soon_threadsafe'
 
-  def hook(kind, value, tb):
-    frames = traceback.extract_tb(tb)
-    if (kind is RuntimeError and str(value) == 'Event loop is closed' and frames
-        and frames[0].name == 'call_soon_threadsafe'):
-      return
-    previous(kind, value, tb)
-  hook.dash_jax = True
-  sys.excepthook = hook
+
+def _drop_closed_loop_errors() -> None:
+  """After a failed restore or save (a full disk) tensorstore still
+  completes its reads and writes into Orbax's event loop, now closed; each
+  one prints 'RuntimeError: Event loop is closed' from a background thread,
+  through sys.excepthook or sys.unraisablehook. Those, and only those, are
+  dropped: the failure itself is reported in one line."""
+  previous = sys.excepthook
+  if not getattr(previous, 'dash_jax', False):
+    def hook(kind, value, tb):
+      if not _closed_loop_error(kind, value, tb):
+        previous(kind, value, tb)
+    hook.dash_jax = True
+    sys.excepthook = hook
+  previous_unraisable = sys.unraisablehook
+  if not getattr(previous_unraisable, 'dash_jax', False):
+    def unraisable(u):
+      if not _closed_loop_error(u.exc_type, u.exc_value, u.exc_traceback):
+        previous_unraisable(u)
+    unraisable.dash_jax = True
+    sys.unraisablehook = unraisable
 
 
 class SaveFailed(UserError):
@@ -107,6 +121,7 @@ class RunCheckpoints:
     self.min_interval_s = min_interval_s
     self._last_save = -math.inf
     _quiet_orbax_logs()
+    _drop_closed_loop_errors()  # a save that fails (a full disk) leaves some behind too
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(

@@ -45,11 +45,20 @@ def split_lists(argv) -> tuple[list, dict]:
   rest, lists = [], {}
   for arg in argv:
     m = _LIST_OVERRIDE.fullmatch(arg)
-    if m and m.group(1) not in config_lib.LIST_FIELDS:
+    if m and m.group(1) not in config_lib.LIST_FIELDS and not _names_a_path(m.group(2)):
       lists[m.group(1)] = m.group(2)
     else:
       rest.append(arg)
   return rest, lists
+
+
+def _names_a_path(value: str) -> bool:
+  """Whether `value` (after a dataset kind's 'npz:' or 'folder:') is a file
+  or folder that exists: a comma in its name makes no list."""
+  for prefix in ('npz:', 'folder:'):
+    if value.startswith(prefix):
+      value = value[len(prefix):]
+  return os.path.exists(os.path.expanduser(value.strip()))
 
 
 def _parse_element(field, raw, text, like):
@@ -130,35 +139,70 @@ def parse_flags(argv):
   try:
     with _absl_quiet():  # its warning about a None config would be a second line
       rest = flags.FLAGS(argv)
+    _check_loaded_config(path)
     flags.FLAGS.config.get('experiment')  # a file that failed to load raises here
     apply_lists(flags.FLAGS.config, lists)
     config_lib.sweeps(flags.FLAGS.config)  # a list on a field that takes one value
     return rest
   except UserError as e:
     fail(str(e))
-  except flags.Error as e:
+  except Exception as e:  # noqa: BLE001 - the config file or an override failed
+    try:
+      _check_loaded_config(path, fields=False)  # get_config() returned no ConfigDict?
+    except UserError as not_config:
+      fail(str(not_config))
+    _fail_parsing(e, path)
+  finally:
+    sys.argv = sys_argv
+
+
+def _check_loaded_config(path, fields=True) -> None:
+  """UserError for a config file whose get_config() returned something else
+  than a ConfigDict, or (`fields`) whose config sets a field no experiment
+  reads."""
+  import ml_collections
+  try:
+    value = flags.FLAGS['config'].value
+  except Exception:  # noqa: BLE001 - not loaded: the parse error says why
+    return
+  if value is None or type(value).__module__.startswith('ml_collections.config_flags'):
+    return  # none, or its stand-in for a file that failed to load: the error says why
+  if not isinstance(value, ml_collections.ConfigDict):
+    raise UserError(_not_a_config_dict(path, type(value).__name__))
+  if fields:
+    config_lib.check_known_fields(value, f'config file {path}' if path else 'the config')
+
+
+def _not_a_config_dict(path, kind) -> str:
+  return (f'config file {path}: get_config() returned {kind}, not a ConfigDict; make it '
+          f'return an ml_collections.ConfigDict')
+
+
+def _fail_parsing(e, path):
+  """fail() with one line for what parsing the flags raised."""
+  if isinstance(e, flags.Error):
     if 'must have a value other than None' in str(e) and path:
       fail(f'config file {path}: get_config() returned None; make it return the '
            f'ml_collections.ConfigDict')
     if 'Error whilst parsing config file' in str(e) and path:
       fail(_config_file_error(path, str(e)))
     fail(f'{_one_line(e)} (see --helpfull)')
-  except AttributeError as e:  # misspelled --config.FIELD
+  if isinstance(e, AttributeError):  # misspelled --config.FIELD
     if "attribute 'get_config'" in str(e):
       fail(f'config file {path} has no get_config(); define one that returns an '
            f'ml_collections.ConfigDict (see configs/default.py)')
     fail(f'unknown config field: {_one_line(e)}')
-  except SyntaxError as e:
+  if isinstance(e, SyntaxError):
     fail(f'config file {e.filename} line {e.lineno}: {e.msg}; fix the file')
-  except Exception as e:  # noqa: BLE001 - the config file itself failed
-    message = _one_line(e)
-    missing = re.search(r"No such file or directory: '([^']+)'", message)
-    if missing:
-      fail(f'config file {missing.group(1)} not found; pass an existing '
-           f'--config file, e.g. configs/default.py')
-    fail(f'could not load the config: {type(e).__name__}: {message}')
-  finally:
-    sys.argv = sys_argv
+  message = _one_line(e)
+  other = re.search(r"Attribute <class '([\w.]+)'>\.\w+ does not exist", message)
+  if other and path:  # an override on what get_config() returned instead of a config
+    fail(_not_a_config_dict(path, other.group(1)))
+  missing = re.search(r"No such file or directory: '([^']+)'", message)
+  if missing:
+    fail(f'config file {missing.group(1)} not found; pass an existing '
+         f'--config file, e.g. configs/default.py')
+  fail(f'could not load the config: {type(e).__name__}: {message}')
 
 
 def run_or_fail(fn, *args):

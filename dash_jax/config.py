@@ -1,6 +1,9 @@
 """Config checks that run before any compute, so a typo costs seconds."""
 from __future__ import annotations
 
+import difflib
+import importlib.util
+import os
 
 from dash_jax.defaults import DEFAULT_CONFIG, defaults  # noqa: F401 (public here too)
 from dash_jax.errors import UserError
@@ -79,6 +82,38 @@ def differing_fields(saved: dict, current: dict) -> list[str]:
     else:
       out.append(f'{field}: {old!r} -> {new!r}')
   return out
+
+
+def _synthetic_fields() -> set:
+  """The fields of the synthetic experiment: configs/synthetic.py's."""
+  path = os.path.join(os.path.dirname(DEFAULT_CONFIG), 'synthetic.py')
+  spec = importlib.util.spec_from_file_location('_dash_jax_synthetic_config', path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except FileNotFoundError:
+    return set()
+  return set(module.get_config().keys())
+
+
+def check_known_fields(config, where='the config') -> None:
+  """UserError for a field no experiment reads (a misspelling in a config
+  file is refused as one on the command line is), with the closest name."""
+  experiment = config.get('experiment', 'incremental')
+  if experiment == 'incremental':
+    known = set(defaults())
+  elif experiment == 'synthetic':
+    known = _synthetic_fields()
+  else:
+    return  # an unknown experiment is refused by name later
+  if not known:
+    return
+  unknown = sorted(set(config.keys()) - known - {DATASET_SHA256, SWEPT})
+  if unknown:
+    close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else ''
+    raise UserError(f'{where} sets unknown config field {unknown[0]!r}{hint} (fields and '
+                    f'their defaults: configs/default.py)')
 
 
 def parse_list(value, cast=str, field='value') -> list:
@@ -178,6 +213,7 @@ def _positive(config, field):
 def validate(config) -> None:
   """Raises UserError naming the first bad field and how to fix it; a swept
   field has each of its values checked."""
+  check_known_fields(config)
   swept = sweeps(config)
   _validate_single(single(config, {}))
   for field, values in swept.items():

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import textwrap
 
 import jax
 import numpy as np
@@ -25,6 +27,20 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from dash_jax.errors import UserError
 
 AXIS = 'batch'
+
+
+def check_platform() -> None:
+  """UserError, naming JAX_PLATFORMS, when JAX cannot start a backend (an
+  unknown platform, or cuda on a machine without one): before any compute."""
+  try:
+    jax.devices()
+  except (RuntimeError, AssertionError) as e:
+    asked = os.environ.get('JAX_PLATFORMS', '')
+    why = textwrap.shorten(str(e), 200, placeholder=' ...') or 'no backend could start'
+    var = f'JAX_PLATFORMS={asked}' if asked else 'JAX (JAX_PLATFORMS unset)'
+    raise UserError(f'{var}: JAX cannot start that platform ({why}); unset JAX_PLATFORMS '
+                    f'or set it to a platform this machine has (cpu; cuda needs a GPU and '
+                    f'jax[cuda])') from None
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:

@@ -164,6 +164,10 @@ def claim_workdir(config, workdir, specs, log=print) -> None:
   launch lock: a launch with another config sees this one's configs."""
   with _launch_lock(workdir):
     check_workdir(config, workdir, specs, log)
+    for name in os.listdir(workdir):  # configs earlier versions handed workers in files
+      if name.startswith('.workers-') and name.endswith('.pkl'):
+        with contextlib.suppress(OSError):
+          os.remove(os.path.join(workdir, name))
     for spec in specs:
       path = os.path.join(workdir, spec.name, results.RUN_CONFIG)
       if not os.path.exists(path):
@@ -176,10 +180,12 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   config = data_lib.fingerprinted(config)  # a file dataset's sha256, for the guard
   specs = list(run_specs(config))
   hosts = parallel.initialize_hosts(config)
+  parallel.check_platform()  # JAX_PLATFORMS this machine lacks: one line, before the data
   compiles.use_disk_cache(config.compile_cache_dir, config.compile_cache_gb)
   if hosts.is_main:  # refuse another config before the data loads (a read: no lock) ...
     check_workdir(config, workdir, specs, log, dry_run=True)
   ds = data_lib.load(config)
+  data_lib.check_unchanged(config, ds)  # the file hashed above is the one loaded
   for model in {run_config(config, s).model for s in specs}:  # a convnet on features
     assembly.check_input_shape(model, ds)
   checked = set()
@@ -195,11 +201,12 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   workers = _start_workers(config, workdir, config.runs_per_device - 1)
   try:
     with parallel.use_mesh(parallel.make_mesh(config.devices)):
-      all_results = _run_all(config, ds, hosts.share(specs), workdir, log)
+      all_results = _run_all(config, ds, hosts.share(specs), workdir, log,
+                             check=lambda: _check_workers(workers))
   except BaseException:
     _stop_workers(workers, early=True)
     raise
-  _stop_workers(workers)
+  _stop_workers(workers, log=log)
   hosts.barrier('runs finished')
   if not hosts.is_main:  # the main process writes the launch's tables
     return all_results
@@ -218,48 +225,86 @@ def _start_workers(config, workdir, count) -> list:
   """config.runs_per_device: `count` more processes of this launch share its
   runs on this machine's devices (each claims the runs nobody holds, as
   several launches into one workdir do); they write no tables. Each is a
-  fresh interpreter (its own JAX), handed the config as a pickle."""
+  fresh interpreter (its own JAX), handed the config as a pickle on its
+  stdin (no file: nothing of the launch's machinery outlives it) and a pipe
+  for its one-line error."""
   if count <= 0:
     return []
   package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       p for p in (package_root, os.environ.get('PYTHONPATH', '')) if p))
   code = 'import sys; from dash_jax import runs; runs.worker_main(*sys.argv[1:])'
-  workers = []
-  for i in range(1, count + 1):  # a file each: its worker deletes it once read
-    fd, path = tempfile.mkstemp(prefix='.workers-', suffix='.pkl', dir=workdir)
-    with os.fdopen(fd, 'wb') as f:
-      pickle.dump(config, f)
-    w = subprocess.Popen([sys.executable, '-c', code, path, workdir, str(i),
-                          str(os.getpid())], env=env)
-    w.config_path = path
+  workers, blob = [], pickle.dumps(config)
+  for i in range(1, count + 1):
+    read_fd, write_fd = os.pipe()
+    try:
+      w = subprocess.Popen([sys.executable, '-c', code, workdir, str(i), str(os.getpid()),
+                            str(write_fd)], env=env, stdin=subprocess.PIPE,
+                           pass_fds=(write_fd,))
+    finally:
+      os.close(write_fd)
+    w.error_fd, w.error = read_fd, None
+    with contextlib.suppress(BrokenPipeError):  # a worker that died at once: its exit says
+      w.stdin.write(blob)
+    with contextlib.suppress(BrokenPipeError):
+      w.stdin.close()
     workers.append(w)
   signals.forward_to(w.pid for w in workers)  # a SIGTERM here reaches them at once
   return workers
 
 
-def _stop_workers(workers, early=False) -> None:
+def _worker_error(w) -> str | None:
+  """The one-line error an exited worker sent (its UserError), else None."""
+  if w.error is None and w.error_fd is not None:
+    chunks = []
+    while chunk := os.read(w.error_fd, 1 << 16):  # the worker has exited: EOF follows
+      chunks.append(chunk)
+    os.close(w.error_fd)
+    w.error_fd, w.error = None, b''.join(chunks).decode(errors='replace').strip()
+  return w.error or None
+
+
+def _check_workers(workers) -> None:
+  """Between runs: a worker that stopped on a UserError (the data file
+  changed, a full disk, ...) stops the launch with its line."""
+  for w in workers:
+    if w.poll() == 2 and _worker_error(w):
+      raise UserError(_worker_error(w))
+
+
+def _how(code) -> str:
+  return f'killed by signal {-code}' if code < 0 else f'exit {code}'
+
+
+def _stop_workers(workers, early=False, log=print) -> None:
   """Wait for the workers (their runs are done when this process's are: it
   waits on the runs they hold); if this process stops early, ask them to
-  save and stop (SIGTERM), as its own loop does."""
-  failed = []
+  save and stop (SIGTERM), as its own loop does. A worker that died is
+  reported; its runs were finished here, so the launch goes on to its tables,
+  unless it stopped on a UserError: that is raised."""
   signals.forward_to(())
+  errors = []
   for i, w in enumerate(workers, 1):
     if early and w.poll() is None and not signals.stop_requested():  # else: already told
       w.terminate()
-    if w.wait() != 0 and not early:
-      failed.append(f'{i} (exit {w.returncode})')
-  for w in workers:  # a worker that died before reading its file
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(w.config_path)
-  if failed:
-    raise UserError(f'worker process {", ".join(failed)} failed; re-run the same '
-                    f'command to resume its runs')
+    code = w.wait()
+    error = _worker_error(w)
+    if early or code == 0:
+      continue
+    if code == 2 and error:
+      errors.append(error)
+    else:
+      log(f'note: worker process {i} ended early ({_how(code)}); this process finished '
+          f'its runs')
+  if errors:
+    raise UserError(errors[0])
 
 
-def worker_main(config_path, workdir, index, parent_pid) -> None:
-  """A worker of a launch: train the claimable runs quietly (the parent
-  prints the tables); stop, saving, if the parent goes away."""
+def worker_main(workdir, index, parent_pid, error_fd='-1') -> None:
+  """A worker of a launch (its config pickled on stdin): train the claimable
+  runs quietly (the parent prints the tables); stop, saving, if the parent
+  goes away. A UserError goes to the parent through `error_fd`, which
+  stops the launch with it."""
   signals.install(quiet=True)
 
   def watch_parent():
@@ -267,22 +312,23 @@ def worker_main(config_path, workdir, index, parent_pid) -> None:
       time.sleep(1.0)
     os.kill(os.getpid(), signal.SIGTERM)
   threading.Thread(target=watch_parent, daemon=True).start()
-  with open(config_path, 'rb') as f:
-    config = pickle.load(f)
-  with contextlib.suppress(FileNotFoundError):  # read: nobody needs it (a killed
-    os.remove(config_path)                      # parent would leave it behind)
+  config = pickle.load(sys.stdin.buffer)
   with config.unlocked():
     config.progress = False
   try:
     compiles.use_disk_cache(config.compile_cache_dir, config.compile_cache_gb)
     ds = data_lib.load(config)
+    data_lib.check_unchanged(config, ds)  # the file the launch hashed, or stop
     with parallel.use_mesh(parallel.make_mesh(config.devices)):
       _run_all(config, ds, list(run_specs(config)), workdir,
                lambda line: print(f'[worker {index}] {line}', flush=True))
   except signals.Terminated:
     sys.exit(signals.SAVED[1])
   except UserError as e:
-    print(f'[worker {index}] error: {e}', file=sys.stderr, flush=True)
+    if int(error_fd) >= 0:
+      os.write(int(error_fd), str(e).encode(errors='backslashreplace'))
+    else:
+      print(f'[worker {index}] error: {e}', file=sys.stderr, flush=True)
     sys.exit(2)
 
 
@@ -312,10 +358,11 @@ def _claim(workdir, group) -> locks.Claim:
   return locks.Claim(os.path.join(workdir, s.name, locks.RUN_LOCK) for s in group)
 
 
-def _run_all(config, ds, specs, workdir, log) -> dict:
+def _run_all(config, ds, specs, workdir, log, check=None) -> dict:
   """Train the runs nobody else holds, each under its run lock; then wait
   for the ones other processes hold (a crashed holder's runs are trained
-  here once the OS drops its locks)."""
+  here once the OS drops its locks). `check()` runs before each group (the
+  parent's look at its workers)."""
   all_results, todo = {}, []
   for spec in specs:
     done = _finished(workdir, spec)
@@ -329,6 +376,8 @@ def _run_all(config, ds, specs, workdir, log) -> dict:
 
   def train_held(i, claim):
     try:
+      if check is not None:
+        check()
       all_results.update(_train_claimed(config, ds, groups[i - 1], workdir, log,
                                         f'run {i}/{len(groups)}'))
     finally:

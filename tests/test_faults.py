@@ -278,22 +278,28 @@ def test_report_marks_runs_that_have_not_finished(tmp_path, capsys):
   capsys.readouterr()
 
 
-def test_a_worker_deletes_its_config_file_once_read(tmp_path, monkeypatch):
-  """A killed parent cannot remove .workers-*.pkl; the worker that read it does."""
+def test_a_worker_reads_its_config_from_stdin(tmp_path, monkeypatch):
+  """No .workers-*.pkl a killed parent could leave: the config comes on stdin
+  (issue 30); a UserError goes to the parent through the error pipe."""
+  import io
   import pickle
 
   from dash_jax import data, runs, signals
-  path = tmp_path / '.workers-x.pkl'
   from configs.digits import get_config
-  path.write_bytes(pickle.dumps(get_config()))
+  monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(pickle.dumps(get_config()))))
   monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
+  monkeypatch.setattr(os, 'kill', lambda pid, sig: None)  # its parent watch: never here
 
   def load(config):
     raise UserError('no data here')
   monkeypatch.setattr(data, 'load', load)
-  with pytest.raises(SystemExit):
-    runs.worker_main(str(path), str(tmp_path), '1', str(os.getppid()))
-  assert not path.exists()
+  read_fd, write_fd = os.pipe()
+  with pytest.raises(SystemExit) as e:
+    runs.worker_main(str(tmp_path), '1', str(os.getppid()), str(write_fd))
+  os.close(write_fd)
+  assert e.value.code == 2 and os.read(read_fd, 100) == b'no data here'
+  os.close(read_fd)
+  assert os.listdir(tmp_path) == []
 
 
 # --------------------------------------------------------------- 2. BatchNorm over one example

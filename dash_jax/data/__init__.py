@@ -19,7 +19,8 @@ from dash_jax.data.base import (Dataset, cache_path, data_dir, feature_stats, pi
                                 read_cache, tfds_split_arrays)
 from dash_jax.errors import UserError
 
-__all__ = ['DATASETS', 'Dataset', 'data_dir', 'fingerprinted', 'kind', 'load', 'noisy_labels']
+__all__ = ['DATASETS', 'Dataset', 'check_unchanged', 'data_dir', 'fingerprinted', 'kind', 'load',
+           'noisy_labels']
 
 
 # The offline builders' tfds names and versions (their modules import tfds,
@@ -140,6 +141,18 @@ def fingerprinted(config):
   with config.unlocked():
     config[SHA256_FIELD] = found['sha256']
   return config
+
+
+def check_unchanged(config, ds) -> None:
+  """UserError when a file dataset's loaded contents are not the ones the
+  launch hashed (config.dataset_sha256): the file changed meanwhile, and no
+  run may mix the two."""
+  recorded, loaded = config.get(SHA256_FIELD), (ds.source or {}).get('sha256')
+  if recorded and loaded and recorded != loaded:
+    raise UserError(f'{config.dataset} changed while this launch ran (sha256 '
+                    f'{recorded[:16]}... when it started, {loaded[:16]}... when loaded); '
+                    f'it stops here so that no run mixes the two: leave the file alone '
+                    f'while a launch runs, and re-run the same command')
 
 
 def load(config) -> Dataset:

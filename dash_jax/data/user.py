@@ -20,10 +20,17 @@ sorted order, names a bad file and resizes, and needs no TensorFlow.)
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import hashlib
 import os
+import socket
+import textwrap
+import threading
+import warnings
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -82,14 +89,30 @@ def fingerprint(kind: str, target: str) -> dict | None:
   version; None for tfds names."""
   if kind == 'npz':
     path = _existing_file(target)
-    st = os.stat(path)
-    return _file_digest(path, st.st_size, st.st_mtime_ns)
+    try:
+      st = os.stat(path)
+      return _file_digest(path, st.st_size, st.st_mtime_ns)
+    except OSError as e:
+      raise UserError(f'dataset file {target}: cannot read it ({e.strerror}); fix or '
+                      f'replace the file') from None
   if kind == 'folder':
     root = _existing_folder(target)
-    files = _image_files(root)
-    stamp = tuple((f, os.stat(os.path.join(root, f)).st_mtime_ns) for f in files)
-    return _folder_digest(root, stamp)
+    files = _image_files(root, target)
+    stamp = []
+    for f in files:
+      try:
+        stamp.append((f, os.stat(os.path.join(root, f)).st_mtime_ns))
+      except OSError as e:
+        raise _unreadable(target, f, e.strerror) from None
+    try:
+      return _folder_digest(root, tuple(stamp))
+    except OSError as e:
+      raise _unreadable(target, os.path.relpath(e.filename or root, root), e.strerror) from None
   return None
+
+
+def _unreadable(target, rel, why) -> UserError:
+  return UserError(f'image folder {target}: cannot read {rel} ({why}); replace or remove it')
 
 
 @functools.lru_cache(maxsize=16)
@@ -119,6 +142,9 @@ def _existing_file(target) -> str:
   if os.path.isdir(path):
     raise UserError(f'dataset file {target} is a folder; give an .npz file, or '
                     f'folder:{target} for a folder of images')
+  if os.path.islink(path) and not os.path.exists(path):
+    raise UserError(f'dataset file {target} is a symbolic link that leads nowhere (a loop, '
+                    f'or its target is gone); point it at the .npz file')
   if not os.path.isfile(path):
     raise UserError(f'dataset file {target} not found (looked for {path}); check the '
                     f'path, relative to where launch.py runs')
@@ -136,7 +162,10 @@ def _existing_folder(target) -> str:
 # ------------------------------------------------------------- checks shared by every kind
 
 
-def _labels(y, what) -> np.ndarray:
+def _labels(y, what, limit) -> np.ndarray:
+  """Integer labels 0..K-1 as int32. Every class needs a training example,
+  so K is at most `limit`, the number of training examples: a larger label
+  is refused before anything scales with it (and before int32 could wrap it)."""
   if y.ndim != 1:
     hint = ' (one-hot? save y.argmax(1))' if y.ndim == 2 else ''
     raise UserError(f'{what} has shape {y.shape}; labels must be one integer per '
@@ -147,17 +176,29 @@ def _labels(y, what) -> np.ndarray:
   if len(y) and y.min() < 0:
     raise UserError(f'{what} holds negative labels ({int(y.min())}); labels must be '
                     f'integers 0..K-1')
+  if limit and len(y) and int(y.max()) >= limit:
+    raise UserError(f'{what} holds label {int(y.max())}, but there are only {limit} '
+                    f'training examples and every class needs one; labels must be '
+                    f'integers 0..K-1 with K at most {limit}')
   return y.astype(np.int32)
 
 
-def _num_classes(train_y, test_y, given, where) -> int:
-  """K: `given` or the largest label + 1; every class must have training examples."""
+def _num_classes(train_y, test_y, given, where, tfds_classes=False) -> int:
+  """K: `given` (config.num_classes, or a tfds dataset's own count) or the
+  largest label + 1; every class must have training examples."""
   top = int(max(train_y.max(), test_y.max())) + 1
   if given and top > given:
     raise UserError(f'{where} holds label {top - 1}, but config.num_classes={given}; '
                     f'labels must be 0..{given - 1} (or raise num_classes)')
+  if given > len(train_y):  # checked before counting: a huge K would fill the memory
+    if tfds_classes:
+      raise UserError(f'{where} has {given} classes but config.train_split keeps only '
+                      f'{len(train_y)} training examples; every class needs one: take '
+                      f'a larger train_split')
+    raise UserError(f'config.num_classes={given} exceeds the {len(train_y)} training '
+                    f'examples of {where}; every class needs one: lower num_classes')
   k = given or top
-  empty = sorted(set(range(k)) - set(np.unique(train_y).tolist()))
+  empty = np.flatnonzero(np.bincount(train_y, minlength=k) == 0).tolist()
   if empty:
     shown = ', '.join(map(str, empty[:10])) + (', ...' if len(empty) > 10 else '')
     raise UserError(f'{where}: classes {shown} of 0..{k - 1} have no training example; '
@@ -167,6 +208,9 @@ def _num_classes(train_y, test_y, given, where) -> int:
 
 def _inputs(x, what):
   """uint8 images (N, H, W[, C]) as (N, H, W, C); other numbers as float32."""
+  if 0 in x.shape[1:]:
+    raise UserError(f'{what} has shape {x.shape}: examples of no values; each example '
+                    f'needs at least one feature (or pixel)')
   if x.dtype == np.uint8 and x.ndim in (3, 4):
     return x if x.ndim == 4 else x[..., None]
   if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x):
@@ -175,13 +219,25 @@ def _inputs(x, what):
   if x.ndim < 2:
     raise UserError(f'{what} has shape {x.shape}; inputs need a leading example axis '
                     f'and at least one feature: (N, D) or (N, ...)')
-  x = x.astype(np.float32)
+  if np.issubdtype(x.dtype, np.inexact):
+    _finite(x, what)
+  with np.errstate(over='ignore'):
+    x32 = x.astype(np.float32)
+  big = ~np.isfinite(x32)
+  if big.any():  # finite in a wider type, beyond float32's +-3.4e38
+    first = tuple(int(i) for i in np.argwhere(big)[0])
+    raise UserError(f'{what} holds {int(big.sum())} values out of float32 range (first '
+                    f'{float(x[first]):g} at index {first}); features are trained as float32: '
+                    f'rescale them below 3.4e38 in magnitude')
+  return x32
+
+
+def _finite(x, what) -> None:
   bad = ~np.isfinite(x)
   if bad.any():
     first = np.argwhere(bad)[0]
     raise UserError(f'{what} holds {int(bad.sum())} NaN or inf values (first at index '
                     f'{tuple(int(i) for i in first)}); fill or drop them before saving')
-  return x
 
 
 def _dataset(name, train_x, train_y, test_x, test_y, num_classes, source) -> base.Dataset:
@@ -218,40 +274,70 @@ def _check_splits(name, train_x, train_y, test_x, test_y, names):
 # ------------------------------------------------------------- npz
 
 
+_SAVE_NPZ = 'np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)'
+# What reading a damaged or foreign file raises (a truncated zip, a bad CRC, ...).
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _open_npz(path, target):
+  """The NpzFile at path; UserError for anything else (text, .npy, damaged)."""
+  try:
+    with open(path, 'rb') as raw:
+      head = raw.read(6)
+  except OSError as e:
+    raise UserError(f'dataset file {target}: cannot read it ({e.strerror}); fix or '
+                    f'replace the file') from None
+  if head.startswith(b'\x93NUMPY'):
+    raise UserError(f'dataset file {target} holds one array (.npy), not an .npz; save '
+                    f'{_SAVE_NPZ}')
+  if not head.startswith(b'PK'):
+    raise UserError(f'dataset file {target} is not an .npz file (it does not start as a '
+                    f'zip archive does: text, CSV or another format?); save one with '
+                    f'{_SAVE_NPZ}')
+  try:
+    return np.load(path, allow_pickle=False)
+  except _READ_ERRORS as e:
+    raise UserError(f'dataset file {target} is not a readable .npz file ({_reason(e)}); '
+                    f'a damaged or cut-short copy? save it again with {_SAVE_NPZ}') from None
+
+
+def _read_arrays(f, target) -> dict:
+  held = list(f.files)
+  missing = [a for a in NPZ_ARRAYS if a not in held]
+  if missing:
+    hints = [f'{a} (is {close[0]!r} it?)' if (close := difflib.get_close_matches(
+        a, [h for h in held if h not in NPZ_ARRAYS], n=1, cutoff=0.5)) else a
+        for a in missing]
+    raise UserError(f'dataset file {target} lacks {", ".join(hints)}; it holds '
+                    f'{", ".join(held) or "no arrays"}; save it with the names '
+                    f'{", ".join(NPZ_ARRAYS)}')
+  arrays = {}
+  for a in NPZ_ARRAYS:
+    try:
+      arrays[a] = f[a]
+    except ValueError as e:
+      if 'allow_pickle' not in str(e):
+        raise UserError(f'dataset file {target}: cannot read {a} ({_reason(e)}); save '
+                        f'the file again with {_SAVE_NPZ}') from None
+      raise UserError(f'dataset file {target}: {a} holds Python objects; save numeric '
+                      f'arrays (np.asarray(..., dtype=...))') from None
+    except _READ_ERRORS as e:
+      raise UserError(f'dataset file {target}: cannot read {a} ({_reason(e)}): the file '
+                      f'is damaged; save it again with {_SAVE_NPZ}') from None
+  return arrays
+
+
 def load_npz(config, target) -> base.Dataset:
   source = dict(kind='npz', **fingerprint('npz', target))
   name = config.dataset
-  try:
-    f = np.load(source['path'], allow_pickle=False)
-  except (ValueError, OSError, EOFError) as e:
-    raise UserError(f'dataset file {target} is not an .npz file ({_reason(e)}); save '
-                    f'one with np.savez(path, x_train=..., y_train=..., x_test=..., '
-                    f'y_test=...)') from None
-  if not isinstance(f, np.lib.npyio.NpzFile):
-    raise UserError(f'dataset file {target} holds one array (.npy), not an .npz; save '
-                    f'np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)')
-  with f:
-    held = list(f.files)
-    missing = [a for a in NPZ_ARRAYS if a not in held]
-    if missing:
-      hints = [f'{a} (is {close[0]!r} it?)' if (close := difflib.get_close_matches(
-          a, [h for h in held if h not in NPZ_ARRAYS], n=1, cutoff=0.5)) else a
-          for a in missing]
-      raise UserError(f'dataset file {target} lacks {", ".join(hints)}; it holds '
-                      f'{", ".join(held) or "no arrays"}; save it with the names '
-                      f'{", ".join(NPZ_ARRAYS)}')
-    arrays = {}
-    for a in NPZ_ARRAYS:
-      try:
-        arrays[a] = f[a]
-      except ValueError:
-        raise UserError(f'dataset file {target}: {a} holds Python objects; save numeric '
-                        f'arrays (np.asarray(..., dtype=...))') from None
+  with _open_npz(source['path'], target) as f:
+    arrays = _read_arrays(f, target)
   where = f'dataset file {target}'
   train_x = _inputs(arrays['x_train'], f'{where}: x_train')
   test_x = _inputs(arrays['x_test'], f'{where}: x_test')
-  train_y = _labels(arrays['y_train'], f'{where}: y_train')
-  test_y = _labels(arrays['y_test'], f'{where}: y_test')
+  limit = len(arrays['y_train'])
+  train_y = _labels(arrays['y_train'], f'{where}: y_train', limit)
+  test_y = _labels(arrays['y_test'], f'{where}: y_test', limit)
   _check_splits(where, train_x, train_y, test_x, test_y, NPZ_ARRAYS)
   k = _num_classes(train_y, test_y, config.num_classes, where)
   source['arrays'] = {a: [list(v.shape), str(v.dtype)] for a, v in arrays.items()}
@@ -259,10 +345,59 @@ def load_npz(config, target) -> base.Dataset:
 
 
 def _reason(e) -> str:
-  return ' '.join(str(e).split())[:120] or type(e).__name__
+  """The exception's text on one line, shortened at a word (never mid-word)."""
+  text = ' '.join(str(e).split())
+  return textwrap.shorten(text, 120, placeholder=' ...') if text else type(e).__name__
 
 
 # ------------------------------------------------------------- tfds
+
+
+# Reached before a tfds download (tfds's own mirror); offline, tfds would
+# retry name resolution silently for minutes, so a launch fails in seconds.
+ONLINE_PROBE = ('storage.googleapis.com', 443)
+ONLINE_TIMEOUT_S = 5.0
+
+
+def check_online(target) -> None:
+  """UserError unless ONLINE_PROBE accepts a connection within
+  ONLINE_TIMEOUT_S (name resolution included: it runs in a thread); behind
+  an https proxy (HTTPS_PROXY), the proxy is what must answer."""
+  import urllib.parse
+  import urllib.request
+  host, port = ONLINE_PROBE
+  proxy = urllib.request.getproxies().get('https')
+  if proxy:
+    parts = urllib.parse.urlsplit(proxy if '//' in proxy else '//' + proxy)
+    host, port = parts.hostname or host, parts.port or 80
+  outcome = []
+
+  def probe():
+    try:
+      socket.create_connection((host, port), timeout=ONLINE_TIMEOUT_S).close()
+      outcome.append(None)
+    except OSError as e:
+      outcome.append(e.strerror or str(e) or type(e).__name__)
+  thread = threading.Thread(target=probe, daemon=True)
+  thread.start()
+  thread.join(ONLINE_TIMEOUT_S + 1.0)
+  why = outcome[0] if outcome else f'no answer in {ONLINE_TIMEOUT_S:g} s'
+  if why is not None:
+    raise UserError(f'--config.download=True cannot download tfds:{target}: this machine '
+                    f'cannot reach {host}:{port} ({why}); prepare it where there is a '
+                    f'network (`tfds build {target} --data_dir DIR`) and point '
+                    f'--config.data_dir at DIR')
+
+
+@contextlib.contextmanager
+def _absl_errors_only():
+  from absl import logging as absl_logging
+  level = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(level)
 
 
 def load_tfds(config, target) -> base.Dataset:
@@ -273,19 +408,22 @@ def load_tfds(config, target) -> base.Dataset:
                     f'pip install -e ".[data]"') from None
   root = base.data_dir(config)
   try:
-    builder = tfds.builder(target, data_dir=root)
+    with _absl_errors_only():  # 'Variant folder ... has no dataset_info.json': a second line
+      builder = tfds.builder(target, data_dir=root)
+      prepared = builder.is_prepared()
   except tfds.core.registered.DatasetNotFoundError:
     raise UserError(f'tfds knows no dataset {target!r} (installed tfds '
                     f'{tfds.__version__}); see tfds.list_builders() for the names') from None
   except (ValueError, KeyError) as e:
     raise UserError(f'tfds:{target}: {_reason(e)}') from None
-  if not builder.is_prepared():
+  if not prepared:
     if not config.download:
       raise UserError(
           f'tfds dataset {target!r} is not prepared in {builder.data_path}; prepare it '
           f'once with `tfds build {target} --data_dir {root}`, or rerun with '
           f'--config.download=True, or point --config.data_dir at a tfds data dir '
           f'that holds it')
+    check_online(target)
     builder.download_and_prepare()
   keys = builder.info.supervised_keys
   features = builder.info.features
@@ -305,13 +443,14 @@ def load_tfds(config, target) -> base.Dataset:
   (train_x, train_y), (test_x, test_y) = splits
   where = f'tfds:{target}'
   train_x, test_x = _inputs(train_x, f'{where} {keys[0]}'), _inputs(test_x, f'{where} {keys[0]}')
-  train_y, test_y = _labels(train_y, f'{where} {keys[1]}'), _labels(test_y, f'{where} {keys[1]}')
+  train_y = _labels(train_y, f'{where} {keys[1]}', len(train_y))
+  test_y = _labels(test_y, f'{where} {keys[1]}', len(train_y))
   tr, te = split_names['train_split'], split_names['test_split']
   _check_splits(where, train_x, train_y, test_x, test_y,
                 (tr, f'{tr} labels', te, f'{te} labels'))
   label = features[keys[1]]
   given = getattr(label, 'num_classes', None) or 0
-  k = _num_classes(train_y, test_y, given, where)
+  k = _num_classes(train_y, test_y, given, where, tfds_classes=True)
   source = {'kind': 'tfds', 'name': target, 'version': str(builder.info.version),
             'data_dir': root, 'train_split': tr, 'test_split': te,
             'supervised_keys': list(keys)}
@@ -321,8 +460,9 @@ def load_tfds(config, target) -> base.Dataset:
 # ------------------------------------------------------------- image folders
 
 
-def _image_files(root) -> list[str]:
-  """Image files under root/train and root/test, relative, sorted."""
+def _image_files(root, target) -> list[str]:
+  """Image files under root/train and root/test, relative, sorted; a name
+  that is not UTF-8 (it could not be written into results) is refused."""
   out = []
   for split in ('train', 'test'):
     folder = os.path.join(root, split)
@@ -332,6 +472,13 @@ def _image_files(root) -> list[str]:
       if os.path.isdir(os.path.join(folder, cls)):
         out += [f'{split}/{cls}/{f}' for f in sorted(os.listdir(os.path.join(folder, cls)))
                 if f.lower().endswith(IMAGE_SUFFIXES)]
+  for rel in out:
+    try:
+      rel.encode()
+    except UnicodeEncodeError:
+      shown = rel.encode(errors='surrogateescape').decode(errors='backslashreplace')
+      raise UserError(f'image folder {target}: the name {shown} is not UTF-8 (shown '
+                      f'escaped); rename the file or class folder in UTF-8') from None
   return out
 
 
@@ -349,8 +496,46 @@ def _classes(root, split, target) -> dict[str, list[str]]:
   return classes
 
 
-def load_folder(config, target) -> base.Dataset:
+# 16-bit greyscale (Pillow modes I;16*, and I as older Pillows open such
+# PNGs): 0..65535 scaled to 0..255 as round(v / 257), so 65535 -> 255 and the
+# full range is kept, never clipped; an I image with values outside 0..65535
+# (not a 16-bit file) and float images (mode F) are refused.
+SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
+
+
+def _read_image(root, rel, target):
+  """The image at root/rel as Pillow mode L (greyscale) or RGB. Images past
+  Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS) are refused."""
   from PIL import Image, UnidentifiedImageError
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('error', Image.DecompressionBombWarning)
+      with Image.open(os.path.join(root, rel)) as im:
+        im.load()
+        if im.mode in SIXTEEN_BIT_MODES:
+          return Image.fromarray(_sixteen_to_eight(np.asarray(im), rel, target), 'L')
+        if im.mode == 'F':
+          raise UserError(f'image folder {target}: {rel} holds float pixels (Pillow mode '
+                          f'F); save it as 8- or 16-bit PNG or JPEG')
+        return im.convert('L') if im.mode in ('L', '1') else im.convert('RGB')
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise UserError(f'image folder {target}: {rel} is too large to read ({_reason(e)}); '
+                    f'shrink it (images are {Image.MAX_IMAGE_PIXELS} pixels at most) or '
+                    f'remove it') from None
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError, MemoryError) as e:
+    raise _unreadable(target, rel, _reason(e)) from None
+
+
+def _sixteen_to_eight(pixels, rel, target) -> np.ndarray:
+  low, high = int(pixels.min()), int(pixels.max())
+  if low < 0 or high > 65535:
+    raise UserError(f'image folder {target}: {rel} holds 32-bit pixel values {low}..{high}, '
+                    f'outside 16 bits; save it as an 8- or 16-bit PNG')
+  return np.rint(pixels.astype(np.float64) / 257.0).astype(np.uint8)
+
+
+def load_folder(config, target) -> base.Dataset:
+  from PIL import Image
   source = dict(kind='folder', **fingerprint('folder', target))
   root = source['path']
   train, test = _classes(root, 'train', target), _classes(root, 'test', target)
@@ -368,16 +553,7 @@ def load_folder(config, target) -> base.Dataset:
   size = config.image_size
   files = [(f'{split}/{c}/{f}', split, i) for split, classes in (('train', train), ('test', test))
            for i, c in enumerate(names) for f in classes[c]]
-  images = []
-  for rel, _, _ in files:
-    try:
-      with Image.open(os.path.join(root, rel)) as im:
-        im.load()
-        images.append(im.convert('L') if im.mode in ('L', '1', 'I', 'I;16', 'F')
-                      else im.convert('RGB'))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-      raise UserError(f'image folder {target}: cannot read {rel} ({_reason(e)}); '
-                      f'replace or remove it') from None
+  images = [_read_image(root, rel, target) for rel, _, _ in files]
   grey = all(im.mode == 'L' for im in images)
   if size:
     images = [im.resize((size, size), Image.BILINEAR) for im in images]
