@@ -266,20 +266,18 @@ def _reason(e) -> str:
 
 
 def load_tfds(config, target) -> base.Dataset:
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError:
-    raise UserError(f'config.dataset=tfds:{target} needs tensorflow-datasets: '
-                    f'pip install -e ".[data]"') from None
+  tfds = base.import_tfds(f'config.dataset=tfds:{target}')
   root = base.data_dir(config)
   try:
-    builder = tfds.builder(target, data_dir=root)
+    with base.quiet_missing_folders():
+      builder = tfds.builder(target, data_dir=root)
+      prepared = builder.is_prepared()
   except tfds.core.registered.DatasetNotFoundError:
     raise UserError(f'tfds knows no dataset {target!r} (installed tfds '
                     f'{tfds.__version__}); see tfds.list_builders() for the names') from None
   except (ValueError, KeyError) as e:
     raise UserError(f'tfds:{target}: {_reason(e)}') from None
-  if not builder.is_prepared():
+  if not prepared:
     if not config.download:
       raise UserError(
           f'tfds dataset {target!r} is not prepared in {builder.data_path}; prepare it '
