@@ -15,7 +15,7 @@ from dash_jax import checkpoint, locks, report, results, runs
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INTERRUPTED = 'error: interrupted; re-run the same command to resume\n'
+INTERRUPTED = 'stopped (Ctrl-C); re-run the same command to resume\n'  # asked for: no error
 
 
 def _launch(workdir, tfds_dir, *overrides, config='configs/digits.py', prefix=(),
@@ -189,8 +189,8 @@ def test_sigterm_saves_then_the_relaunch_resumes(tfds_dir, tmp_path):
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 143, err
-  assert err == ('error: terminated after saving a checkpoint; re-run the same command '
-                 'to resume\n')
+  assert err == ('stopped (SIGTERM) after saving a checkpoint; re-run the same command '
+                 'to resume\n')  # a requested stop: no 'error'
   again = _launch(tmp_path, tfds_dir, *args)
   line = _wait_for(again, 'resuming at experiment')[-1]
   assert 'resuming at experiment 1, epoch ' in line  # mid-experiment: the epochs were kept
