@@ -28,6 +28,7 @@ from dash_jax import aggregate
 from dash_jax import config as config_lib
 from dash_jax import interventions
 from dash_jax import results as results_lib
+from dash_jax import summary
 from dash_jax.errors import UserError
 
 # Paper order and names; unknown training types follow, alphabetically.
@@ -194,7 +195,7 @@ def label(train_type: str, swept=()) -> str:
 
 def _cell(row, m, marked):
   mean, std = row.shown(m.key, m.scale)
-  text = f'{mean:.{m.digits}f} ({std:.{m.digits}f})'
+  text = f'{mean:.{m.digits}f}' + (f' ({std:.{m.digits}f})' if len(row.seeds) > 1 else '')
   return f'**{text}**' if m.key in marked[row.key] else text
 
 
@@ -231,7 +232,9 @@ def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
     out += [f'## Sensitivity to {field}', '',
             f'![last experiment test accuracy and total steps against {field}]'
             f'({os.path.basename(path)})', '']
-  out.append('mean (std) over seeds (population std). "last": the last experiment; '
+  spread = summary.spread_note(rows).replace('mean (std) over seeds', 'mean (std) over '
+                                              'seeds (population std)')
+  out.append(spread + ' "last": the last experiment; '
              '"mean": mean over all experiments; steps: SGD steps (batches) in one '
              'experiment. Bold: the best of a column among the rows (training types, '
              'swept values) of one dataset and optimizer (highest accuracy, fewest '
