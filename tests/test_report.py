@@ -136,6 +136,29 @@ def test_one_seed_tables_show_no_spread(results_dir, tmp_path):
   assert 'one seed: its values' in rep.markdown
 
 
+def test_figure_names_are_short(tmp_path):
+  """Your own data's figures are named after the file's stem (the folder's
+  name, tfds's NAME/CONFIG), not its whole path; two files of one stem keep
+  their whole names rather than share one figure."""
+  assert report.short_dataset('/data/x/V.npz') == 'V'
+  assert report.short_dataset('npz:rel/W.NPZ') == 'W'
+  assert report.short_dataset('folder:/data/imgs/') == 'imgs'
+  assert report.short_dataset('tfds:mnist/c1') == 'mnist/c1'
+  assert report.short_dataset('cifar10') == 'cifar10'
+  for i, dataset in enumerate([str(tmp_path / 'deep' / 'dir' / 'V.npz'), 'digits']):
+    write_run(str(tmp_path / 'runs' / str(i)), 'd', 'sgd', 'cold', 0, [.5, .6], [3, 4])
+    path = tmp_path / 'runs' / str(i) / 'd' / 'cold-sgd-seed0' / 'results.json'
+    res = json.loads(path.read_text())
+    res['config']['dataset'] = dataset
+    path.write_text(json.dumps(res))
+  rep = report.write([str(tmp_path / 'runs')], str(tmp_path / 'out'))
+  names = sorted(os.path.basename(p) for k, p in rep.paths.items() if isinstance(k, tuple))
+  assert names == ['figure_V_sgd.png', 'figure_digits_sgd.png']
+  assert '](figure_V_sgd.png)' in rep.markdown and (tmp_path / 'out' / 'figure_V_sgd.png').is_file()
+  same = report.figure_names([('/a/V.npz', 'sgd'), ('/b/V.npz', 'sgd'), ('/b/V.npz', 'sam')])
+  assert len(set(same.values())) == 3 and same[('/b/V.npz', 'sam')] == 'figure__b_V_npz_sam.png'
+
+
 def test_a_damaged_results_json_is_one_line_naming_it(results_dir, tmp_path):
   """One rule for a damaged results.json, in the report as in the launch."""
   bad = results_dir / 'digits' / 'cold-sgd-seed0' / 'results.json'
