@@ -11,6 +11,7 @@ dependencies are complete, `pip install .` into an empty venv, is .ci/run's
 last step (it needs the network)."""
 import os
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
@@ -31,7 +32,9 @@ def _run(args, **kw):
 def _outer_site_dirs() -> list:
   """This environment's package folders (not the checkout, not the stdlib)."""
   paths = [sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib'],
-           *(p for p in sys.path if os.path.basename(p) in ('site-packages', 'dist-packages'))]
+           *site.getsitepackages()]
+  if site.ENABLE_USER_SITE:
+    paths.append(site.getusersitepackages())
   out = []
   for p in paths:
     if os.path.isdir(p) and not os.path.abspath(p).startswith(ROOT) and p not in out:
