@@ -91,6 +91,10 @@ def test_wheel_runs_the_default_without_tensorflow_from_anywhere(tmp_path):
   assert all(line.startswith(str(venv)) for line in files), where.stdout
   assert blocked == 'None None'  # as on a machine without them
 
+  helped = _run([str(venv / 'bin' / 'dash-jax'), '--help'], cwd=elsewhere, env=env)
+  assert '  --config.learning_rate=0.05 ' in helped.stdout
+  assert str(venv) in helped.stdout  # the installed configs/default.py's fields
+
   out = _run([str(venv / 'bin' / 'dash-jax'), '--config', 'default', '--workdir', 'W',
               '--config.num_chunks=3', '--config.seeds=0'], cwd=elsewhere, env=env)
   assert 'run 1/4: cold-sgd-seed0' in out.stdout
