@@ -352,6 +352,7 @@ def _run_all(config, ds, specs, workdir, log) -> dict:
     if claim.acquire(blocking=False):
       train_held(i, claim, ours or 'another process')
     else:
+      ours = claim.launch_roles()  # read again: the holder has written itself by now
       log(f'{_label(group)}: {ours} of this launch has it; taking the next' if ours else
           f'{_label(group)}: another process holds it ({claim.holders()}); taking the next')
       held.append((i, ours))
