@@ -31,7 +31,7 @@ def get_config():
 
   # Data.
   config.dataset = 'mnist1d'  # or digits (configs/digits.py), cifar10, ..., your data
-  config.data_dir = ''  # where datasets are read and kept (a tfds data dir); '' = ~/tensorflow_datasets
+  config.data_dir = ''  # where datasets are read and kept; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.manual_dir = ''  # where manually downloaded archives live (tiny_imagenet);
                           # '' = <data_dir>/downloads/manual
   config.download = False  # True: let tfds download + prepare a missing dataset
