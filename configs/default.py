@@ -28,11 +28,11 @@ def get_config():
   # What to compare: every combination of these runs in one launch.
   config.train_type = 'cold,warm,sp,dash'  # comma-separated names
   config.optimizer = 'sgd'  # 'sgd', 'sam' or 'sgd,sam'
-  config.seeds = '0,1,2'
+  config.seeds = '0,1,2'  # comma-separated; one run per seed of each combination
 
   # Data.
   config.dataset = 'mnist1d'  # or digits (configs/digits.py), cifar10, ..., your data
-  config.data_dir = ''  # tfds data dir; '' = tfds default (~/tensorflow_datasets)
+  config.data_dir = ''  # where datasets are read and kept; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.manual_dir = ''  # where manually downloaded archives live (tiny_imagenet);
                           # '' = <data_dir>/downloads/manual
   config.download = False  # True: let tfds download + prepare a missing dataset
@@ -51,8 +51,8 @@ def get_config():
   config.num_classes = 0  # npz: classes K (labels 0..K-1); 0 = largest label + 1
 
   # Model.
-  config.model = 'mlp'
-  config.width = 512
+  config.model = 'mlp'  # 'mlp', 'resnet18' or 'vgg16' (docs/models_and_data.md)
+  config.width = 512  # the MLP's hidden units per layer
   config.depth = 3  # Linear layers: depth - 1 hidden Linear-BN-ReLU, then the head
   # Compute dtype: 'float32' (the paper's numbers) or 'bfloat16' (conv/dense
   # inputs and activations; parameters, BatchNorm statistics, logits and
@@ -60,20 +60,20 @@ def get_config():
   config.precision = 'float32'
 
   # Protocol.
-  config.num_chunks = 10
+  config.num_chunks = 10  # experiments: chunk k arrives at experiment k
   # How the training split is cut into chunks: 'random' (the paper's: a seeded
   # permutation) or 'given' (the data's own order, chunk k its k-th slice: a
   # stream replayed as it arrived). Changes the numbers: a science field.
   config.chunk_order = 'random'
-  config.max_epoch = 500
-  config.converge_acc = 0.999
+  config.max_epoch = 500  # at most this many epochs per experiment
+  config.converge_acc = 0.999  # an experiment ends at this running train accuracy
 
   # Optimisation (PyTorch SGD semantics).
-  config.learning_rate = 0.05
-  config.momentum = 0.9
-  config.weight_decay = 0.0
-  config.batch_size = 128
-  config.test_batch_size = 256
+  config.learning_rate = 0.05  # SGD's step size
+  config.momentum = 0.9  # SGD momentum
+  config.weight_decay = 0.0  # L2 penalty added to the gradient, as PyTorch's SGD
+  config.batch_size = 128  # training examples per step
+  config.test_batch_size = 256  # examples per evaluation step (no effect on accuracy)
   config.rho = 0.1  # SAM radius
   config.sam_bn_second_pass = True  # SAM's 2nd pass also updates BN stats
 
@@ -81,16 +81,16 @@ def get_config():
   # each experiment's first epoch, then x sota_gamma at each milestone epoch
   # (restarting every experiment), per-dataset augmentation in the train step.
   config.sota = False
-  config.sota_milestones = '60,120,160,200'
-  config.sota_gamma = 0.2
+  config.sota_milestones = '60,120,160,200'  # sota: epochs at which the lr drops
+  config.sota_gamma = 0.2  # sota: the lr's factor at each milestone
 
   # Training-type hyper-parameters.
-  config.dash_lambda = 0.3
-  config.dash_alpha = 0.3
+  config.dash_lambda = 0.3  # DASH: the least a weight is shrunk to (its factor's floor)
+  config.dash_alpha = 0.3  # DASH: the EMA rate of the gradient direction over batches
   config.dash_per = 'kernel'  # 'kernel' (original code) or 'neuron' (paper)
-  config.sp_lambda = 0.3
-  config.sp_sigma = 0.01
-  config.l2_init_lambda = 1e-2
+  config.sp_lambda = 0.3  # Shrink & Perturb: weights scaled by this
+  config.sp_sigma = 0.01  # Shrink & Perturb: std of the noise added
+  config.l2_init_lambda = 1e-2  # L2 Init: strength of the pull towards the initial weights
   config.l2_init_form = 'sum_norm_sq'  # original code; or 'sq_dist' (Kumar et al.)
 
   # Execution.
@@ -109,13 +109,13 @@ def get_config():
   # Compiled programs kept on disk, so a relaunch skips XLA compilation;
   # '' = off. At most compile_cache_gb, least recently used dropped first.
   config.compile_cache_dir = '~/.cache/dash_jax/xla'
-  config.compile_cache_gb = 2.0
+  config.compile_cache_gb = 2.0  # the compile cache's size limit
   # Several processes / hosts share the launch's runs (docs/gpu_and_speed.md, 'Several hosts').
   config.coordinator = ''  # '' = one process; 'auto' (SLURM, MPI...); 'HOST:PORT'
   config.num_processes = 1  # with coordinator='HOST:PORT'
   config.process_id = 0  # with coordinator='HOST:PORT': this process, 0-based
   config.checkpoint_every_epochs = 25  # also after every experiment; 0 = only then
-  config.keep_checkpoints = 3
+  config.keep_checkpoints = 3  # checkpoints kept per run
   config.checkpoint_min_interval_s = 10.0  # skip saves closer than this (0 = none)
   config.allow_config_change = False  # redo runs made with another config
 

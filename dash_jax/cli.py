@@ -300,13 +300,18 @@ def main(argv=None):
 
   CONFIG: a config file (configs/default.py) or a shipped config's name
   (default). Re-running the same command resumes unfinished runs and skips
-  finished ones."""
+  finished ones. --help: every field, its default and meaning (fieldhelp)."""
   signals.install()  # Ctrl-C: one line, exit 130 (launch.py installs it earlier still)
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow loads
   # TF only reads data; its oneDNN banner would break one-line errors on stderr.
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+  argv = list(sys.argv if argv is None else argv)
+  if any(a in ('--help', '-h', '--helpshort', '-?') for a in argv[1:]):
+    from dash_jax import fieldhelp
+    print(fieldhelp.help_text(), end='')
+    sys.exit(0)
   from absl import app
   _define_flags()
   flags.FLAGS.unparse_flags()  # a second main() in one process starts afresh
-  argv = resolve_config_arg(sys.argv if argv is None else argv)
+  argv = resolve_config_arg(argv)
   app.run(_launch, argv=argv, flags_parser=parse_flags)

@@ -13,6 +13,23 @@ import socket
 LAUNCH_LOCK = '.launch.lock'  # in the workdir: the config guard and the tables
 RUN_LOCK = '.lock'  # in a run folder: the run's training
 
+# This process's launch, written under the holder in every lock it takes:
+# ('pid N on HOST' of the launch's main process, this process's role in it,
+# 'main process' or 'worker K'), so the processes of one launch
+# (config.runs_per_device) know each other's locks from a stranger's.
+_launch = ('', '')
+
+
+def me() -> str:
+  return f'pid {os.getpid()} on {socket.gethostname()}'
+
+
+def join_launch(main: str, role: str) -> None:
+  """Mark the locks this process takes as `role` of the launch whose main
+  process is `main` ('pid N on HOST')."""
+  global _launch
+  _launch = (main, role)
+
 
 class Lock:
   """An exclusive lock on `path` (created if absent; it is never deleted, so
@@ -35,7 +52,8 @@ class Lock:
       os.close(fd)
       raise
     os.ftruncate(fd, 0)  # who holds it, for messages
-    os.write(fd, f'pid {os.getpid()} on {socket.gethostname()}'.encode())
+    main, role = _launch
+    os.write(fd, (me() + (f'\nlaunch {main}; {role}' if main else '')).encode())
     self._fd = fd
     return True
 
@@ -46,11 +64,24 @@ class Lock:
 
   def holder(self) -> str:
     """'pid N on HOST' of the holder, as it wrote it ('' if unknown)."""
+    return self._written()[0]
+
+  def launch_role(self) -> str:
+    """The holder's role ('worker 1', 'main process') if it belongs to this
+    process's launch, else ''."""
+    lines = self._written()
+    main, role = _launch
+    if not main or len(lines) < 2 or lines[0] == me():
+      return ''
+    theirs, _, their_role = lines[1].removeprefix('launch ').partition('; ')
+    return their_role if theirs == main else ''
+
+  def _written(self) -> list:
     try:
       with open(self.path) as f:
-        return f.read(200).strip()
+        return f.read(400).strip().splitlines() or ['']
     except OSError:
-      return ''
+      return ['']
 
   def __enter__(self):
     self.acquire()
@@ -81,3 +112,9 @@ class Claim:
 
   def holders(self) -> str:
     return ', '.join(sorted({h for h in (lock.holder() for lock in self.locks) if h}))
+
+  def launch_roles(self) -> str:
+    """The roles in this process's launch of the claim's holders ('worker 1'),
+    or '' if any holder is not of this launch (another launch, unknown)."""
+    roles = [lock.launch_role() for lock in self.locks]
+    return ', '.join(sorted(set(roles))) if all(roles) else ''

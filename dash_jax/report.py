@@ -29,6 +29,7 @@ from dash_jax import config as config_lib
 from dash_jax import interventions
 from dash_jax import paired
 from dash_jax import results as results_lib
+from dash_jax import summary
 from dash_jax.errors import UserError
 
 # Paper order and names; unknown training types follow, alphabetically.
@@ -195,7 +196,7 @@ def label(train_type: str, swept=()) -> str:
 
 def _cell(row, m, marked):
   mean, std = row.shown(m.key, m.scale)
-  text = f'{mean:.{m.digits}f} ({std:.{m.digits}f})'
+  text = f'{mean:.{m.digits}f}' + (f' ({std:.{m.digits}f})' if len(row.seeds) > 1 else '')
   return f'**{text}**' if m.key in marked[row.key] else text
 
 
@@ -234,7 +235,9 @@ def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
     out += [f'## Sensitivity to {field}', '',
             f'![last experiment test accuracy and total steps against {field}]'
             f'({os.path.basename(path)})', '']
-  out.append('mean (std) over seeds (population std). "last": the last experiment; '
+  spread = summary.spread_note(rows).replace('mean (std) over seeds', 'mean (std) over '
+                                              'seeds (population std)')
+  out.append(spread + ' "last": the last experiment; '
              '"mean": mean over all experiments; steps: SGD steps (batches) in one '
              'experiment. Bold: the best of a column among the rows (training types, '
              'swept values) of one dataset and optimizer (highest accuracy, fewest '
@@ -347,7 +350,32 @@ def _safe(s) -> str:
 
 
 def figure_name(dataset, optimizer) -> str:
-  return f'figure_{_safe(dataset)}_{_safe(optimizer)}.png'
+  return f'figure_{_safe(short_dataset(dataset))}_{_safe(optimizer)}.png'
+
+
+def short_dataset(dataset) -> str:
+  """A dataset's name in file names: a registered name as it is; your own
+  data (PATH.npz, npz:PATH, folder:PATH) the file's stem or the folder's
+  name; tfds:NAME/CONFIG its NAME/CONFIG."""
+  text = str(dataset)
+  kind, sep, rest = text.partition(':')
+  if sep and kind in ('npz', 'folder', 'tfds') and rest.strip():
+    text = rest.strip()
+    if kind == 'tfds':
+      return text
+  elif not (text.lower().endswith('.npz') or '/' in text or os.sep in text):
+    return text
+  base = os.path.basename(os.path.normpath(text))
+  return base[:-4] if base.lower().endswith('.npz') else base
+
+
+def figure_names(blocks) -> dict:
+  """{(dataset, optimizer): file name} of a report's figures: short names,
+  but a dataset's whole name where two datasets would share a short one
+  (a.npz in two folders)."""
+  short = collections.Counter(short_dataset(d) for d in dict.fromkeys(d for d, _ in blocks))
+  return {(d, opt): figure_name(d, opt) if short[short_dataset(d)] == 1 else
+          f'figure_{_safe(d)}_{_safe(opt)}.png' for d, opt in blocks}
 
 
 SENSITIVITY = (('test_acc_last', 100.0, 'last experiment test accuracy (%)'),
@@ -441,8 +469,9 @@ def write(dirs, out_dir=None) -> Report:
   by_block = collections.OrderedDict()
   for (dataset, opt, tt, swept), g in groups.items():
     by_block.setdefault((dataset, opt), collections.OrderedDict())[(tt, swept)] = g
+  names = figure_names(by_block)
   for (dataset, opt), by_line in by_block.items():
-    path = os.path.join(out_dir, figure_name(dataset, opt))
+    path = os.path.join(out_dir, names[(dataset, opt)])
     build_figure(dataset, opt, by_line).savefig(path)
     figures[(dataset, opt)] = path
   swept = aggregate.swept_fields(k[3] for k in groups)

@@ -13,6 +13,7 @@ import itertools
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -198,7 +199,12 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   if hosts.is_main:  # ... and claim the workdir once it has loaded
     claim_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')
+  locks.join_launch(locks.me(), 'main process')
   workers = _start_workers(config, workdir, config.runs_per_device - 1)
+  if workers:
+    log(f'started {_count(len(workers), "worker process")} '
+        f'(pid {", ".join(str(w.pid) for w in workers)}) to share the runs '
+        f'(config.runs_per_device={config.runs_per_device}); their lines start [worker N]')
   try:
     with parallel.use_mesh(parallel.make_mesh(config.devices)):
       all_results = _run_all(config, ds, hosts.share(specs), workdir, log,
@@ -219,6 +225,10 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   log(table)
   log('report: ' + ', '.join(rep.paths.values()))
   return all_results
+
+
+def _count(n, noun) -> str:
+  return f'{n} {noun}' + ('' if n == 1 else 'es' if noun.endswith('s') else 's')
 
 
 def _start_workers(config, workdir, count) -> list:
@@ -315,6 +325,7 @@ def worker_main(workdir, index, parent_pid, error_fd='-1') -> None:
   config = pickle.load(sys.stdin.buffer)
   with config.unlocked():
     config.progress = False
+  locks.join_launch(f'pid {parent_pid} on {socket.gethostname()}', f'worker {index}')
   try:
     compiles.use_disk_cache(config.compile_cache_dir, config.compile_cache_gb)
     ds = data_lib.load(config)
@@ -374,40 +385,46 @@ def _run_all(config, ds, specs, workdir, log, check=None) -> dict:
       todo.append(spec)
   groups = _groups(config, todo)
 
-  def train_held(i, claim):
+  def train_held(i, claim, by='another process'):
     try:
       if check is not None:
         check()
       all_results.update(_train_claimed(config, ds, groups[i - 1], workdir, log,
-                                        f'run {i}/{len(groups)}'))
+                                        f'run {i}/{len(groups)}', by))
     finally:
       claim.release()
 
   held = []
   for i, group in enumerate(groups, 1):
     claim = _claim(workdir, group)
+    ours = claim.launch_roles()  # its holder, or last holder, is of this launch
     if claim.acquire(blocking=False):
-      train_held(i, claim)
+      train_held(i, claim, ours or 'another process')
     else:
-      log(f'{_label(group)}: another process holds it ({claim.holders()}); taking the next')
-      held.append(i)
-  for i in held:
+      ours = claim.launch_roles()  # read again: the holder has written itself by now
+      log(f'{_label(group)}: {ours} of this launch has it; taking the next' if ours else
+          f'{_label(group)}: another process holds it ({claim.holders()}); taking the next')
+      held.append((i, ours))
+  for i, ours in held:
     claim = _claim(workdir, groups[i - 1])
-    log(f'waiting for {_label(groups[i - 1])} ({claim.holders()})')
+    if not ours:
+      log(f'waiting for {_label(groups[i - 1])} ({claim.holders()})')
     claim.acquire(blocking=True)
-    train_held(i, claim)
+    train_held(i, claim, ours or 'another process')
   return {spec.name: all_results[spec.name] for spec in specs}
 
 
-def _train_claimed(config, ds, group, workdir, log, heading) -> dict:
-  """A claimed group: runs another process finished meanwhile are read back,
-  the rest trained (resuming from their checkpoints)."""
+def _train_claimed(config, ds, group, workdir, log, heading, by) -> dict:
+  """A claimed group: runs another process (`by`) finished meanwhile are
+  read back (quietly where `by` is this launch's own), the rest trained
+  (resuming from their checkpoints)."""
   signals.check()  # SIGTERM during the previous group: stop before this one
   out, rest = {}, []
   for spec in group:
     done = _finished(workdir, spec)
     if done is not None:
-      log(f'{spec.name} finished by another process; reading its results')
+      if by == 'another process':
+        log(f'{spec.name} finished by another process; reading its results')
       out[spec.name] = done
     else:
       rest.append(spec)

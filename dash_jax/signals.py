@@ -1,5 +1,5 @@
-"""Ctrl-C and SIGTERM during a launch: one line and exit 130 / 143, never a
-crash or a traceback.
+"""Ctrl-C and SIGTERM during a launch: one line ("stopped (Ctrl-C); re-run
+...", not an error) and exit 130 / 143, never a crash or a traceback.
 
 A KeyboardInterrupt raised in the middle of an XLA compile, or an
 interpreter shutting down under live Orbax and XLA threads, can end in a
@@ -29,9 +29,12 @@ import sys
 import threading
 import time
 
-INTERRUPTED = ('interrupted; re-run the same command to resume', 130)
-TERMINATED = ('terminated; re-run the same command to resume', 143)
-SAVED = ('terminated after saving a checkpoint; re-run the same command to resume', 143)
+# A stop that was asked for is no error: its line says so, and its exit code
+# (128 + the signal, as a shell reports a process a signal ended) that it stopped.
+INTERRUPTED = ('stopped (Ctrl-C); re-run the same command to resume', 130)
+TERMINATED = ('stopped (SIGTERM); re-run the same command to resume', 143)
+SAVED = ('stopped (SIGTERM) after saving a checkpoint; re-run the same command to resume',
+         143)
 
 _stop = threading.Event()
 _lock = threading.Lock()
@@ -73,14 +76,14 @@ def saving_loop():
 
 
 def exit_now(message: str, code: int) -> None:
-  """Print `error: message` on stderr and end the process at once."""
+  """Print `message` (one line) on stderr and end the process at once."""
   try:
     sys.stdout.flush()
   except Exception:  # noqa: BLE001 - a closed or broken stdout: nothing to keep
     pass
   if not _quiet:
     lead = '\n' if sys.stderr.isatty() else ''  # off a progress bar's line
-    os.write(2, f'{lead}error: {message}\n'.encode())
+    os.write(2, f'{lead}{message}\n'.encode())
   os._exit(code)
 
 

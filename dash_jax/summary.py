@@ -31,8 +31,9 @@ def markdown(rows: list[aggregate.Row]) -> str:
           'seeds | test acc last (%) | test acc mean (%) | steps last | steps mean '
           '| steps total |')
   lines = [head, '|' + '---|' * (8 + len(swept))]
-  pct = lambda r, f: f"{100 * r.mean[f]:.2f} ({100 * r.std[f]:.2f})"
-  num = lambda r, f: f"{r.mean[f]:.0f} ({r.std[f]:.0f})"
+  spread = lambda r, text: f' ({text})' if len(r.seeds) > 1 else ''  # one seed: none
+  pct = lambda r, f: f"{100 * r.mean[f]:.2f}" + spread(r, f'{100 * r.std[f]:.2f}')
+  num = lambda r, f: f"{r.mean[f]:.0f}" + spread(r, f'{r.std[f]:.0f}')
   for r in rows:
     values = ''.join(f"{dict(r.swept).get(f, '')} | " for f in swept)
     lines.append(f"| {r.train_type} | {r.optimizer} | {values}{len(r.seeds)} | "
@@ -40,12 +41,22 @@ def markdown(rows: list[aggregate.Row]) -> str:
                  f"{num(r, 'steps_last')} | {num(r, 'steps_mean')} | "
                  f"{num(r, 'steps_total')} |")
   envs = aggregate.environment_lines((_row_label(r), r.environments) for r in rows)
-  note = '\n\nmean (std) over seeds.\n'
+  note = '\n\n' + spread_note(rows) + '\n'
   stopped = [f'{_row_label(r, "-")}: {r.unconverged}' for r in rows if r.unconverged]
   if stopped:
     note += ('experiments that hit max_epoch before converge_acc (over all seeds): '
              + ', '.join(stopped) + '.\n')
   return '\n'.join(lines) + note + '\n' + '\n'.join(envs) + '\n'
+
+
+def spread_note(rows) -> str:
+  """What the cells show: mean (std) over seeds; a row of one seed has no
+  spread to show, so it shows its value alone."""
+  single = [len(r.seeds) == 1 for r in rows]
+  if all(single):
+    return 'one seed: its values (no spread over seeds).'
+  return 'mean (std) over seeds' + ('; rows of one seed: the value alone.' if any(single)
+                                    else '.')
 
 
 def _row_label(row, sep='/') -> str:

@@ -3,6 +3,7 @@ Tiny-ImageNet builder on a tiny folder in the official layout, and the one
 message a missing dataset gives. Nothing is downloaded."""
 import dataclasses
 import os
+import sys
 import zipfile
 
 import numpy as np
@@ -75,6 +76,31 @@ def test_missing_dataset_is_one_clear_error(tmp_path):
   assert "'tiny_imagenet'" in msg and str(manual) in msg
   assert tiny_imagenet.URL in msg and '--config.manual_dir' in msg
   assert not (tmp_path / 'downloads').exists()  # nothing fetched
+
+
+def test_missing_dataset_warns_about_no_missing_folder(tmp_path, caplog):
+  """tfds warns 'Variant folder X has no dataset_info.json' for an X that
+  does not exist; the one error line above is all a user sees."""
+  tfds = pytest.importorskip('tensorflow_datasets')
+  caplog.set_level('WARNING')
+  tfds.builder('cifar10', data_dir=str(tmp_path)).is_prepared()  # unfiltered tfds
+  assert 'Variant folder' in caplog.text  # the warning the filter must drop
+  caplog.clear()
+  with pytest.raises(UserError):
+    data.load(_config('cifar10', tmp_path))
+  assert 'Variant folder' not in caplog.text
+
+
+@pytest.mark.parametrize('dataset', ['cifar10', 'digits', 'tiny_imagenet', 'tfds:mnist'])
+def test_missing_tfds_names_the_extra(dataset, tmp_path, monkeypatch):
+  """Without tensorflow-datasets (the wheel alone), a dataset read through
+  it is one line that names what to install."""
+  monkeypatch.setitem(sys.modules, 'tensorflow_datasets', None)  # import fails
+  with pytest.raises(UserError) as e:
+    data.load(_config(dataset, tmp_path))
+  msg = str(e.value)
+  assert "pip install 'dash-jax[data]'" in msg and 'requirements.txt' in msg
+  assert dataset in msg and '\n' not in msg
 
 
 WNIDS = ['n02', 'n01', 'n03']  # unsorted on purpose: labels follow sorted ids

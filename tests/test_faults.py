@@ -21,7 +21,7 @@ from tests.test_reliability import _launch as reliability_launch
 from tests.test_reliability import _wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAVED = 'error: terminated after saving a checkpoint; re-run the same command to resume\n'
+SAVED = 'stopped (SIGTERM) after saving a checkpoint; re-run the same command to resume\n'
 
 
 def _launch(workdir, tfds_dir, *overrides, prefix=(), config='configs/digits.py'):

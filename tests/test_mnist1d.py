@@ -1,6 +1,8 @@
-"""MNIST-1D: the benchmark's own data, generated offline, kept as float32
-signals, read without TensorFlow once built, its generator in provenance."""
+"""MNIST-1D: the benchmark's own data, generated offline in NumPy (no
+TensorFlow), kept as float32 signals, its generator in provenance; the tfds
+builder gives the same arrays."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,10 +13,9 @@ from tests.test_no_tensorflow import BLOCKER, _python
 
 @pytest.fixture(scope='module')
 def m1d_dir(tmp_path_factory):
-  pytest.importorskip('tensorflow_datasets')
   pytest.importorskip('mnist1d')
-  path = str(tmp_path_factory.mktemp('tfds_m1d'))
-  data.load(_config(path))  # builds through tfds once and keeps the arrays
+  path = str(tmp_path_factory.mktemp('m1d'))
+  data.load(_config(path))  # generates once and keeps the arrays
   return path
 
 
@@ -27,11 +28,12 @@ def _config(data_dir, **overrides):
   return config
 
 
-def test_builder_data_equal_the_packages_make_dataset(m1d_dir):
+def test_data_equal_the_packages_make_dataset(m1d_dir):
   from mnist1d.data import get_dataset_args, make_dataset
   ref = make_dataset(get_dataset_args())
   ds = data.load(_config(m1d_dir))
   assert ds.train_x.dtype == np.float32 and ds.train_x.shape == (4000, 40)
+  assert ds.train_y.dtype == np.int32 and ds.test_y.dtype == np.int32
   assert ds.test_x.shape == (1000, 40) and ds.num_classes == 10
   np.testing.assert_array_equal(ds.train_x, ref['x'].astype(np.float32))
   np.testing.assert_array_equal(ds.test_x, ref['x_test'].astype(np.float32))
@@ -42,22 +44,53 @@ def test_builder_data_equal_the_packages_make_dataset(m1d_dir):
 
 def test_recorded_generator_args_are_the_packages_defaults():
   """provenance.dataset reads MNIST1D_ARGS without importing mnist1d; they
-  must be what the builder used."""
+  must be what the generator used."""
   pytest.importorskip('mnist1d')
-  pytest.importorskip('tensorflow_datasets')
-  from dash_jax.data.mnist1d import DashMnist1d, generator_args
+  from dash_jax.data.mnist1d import generator_args
   assert generator_args() == data.MNIST1D_ARGS
+
+
+def test_tfds_builder_gives_the_same_arrays(m1d_dir, tmp_path):
+  """The tfds builder, for those who want one, builds the same data; a data
+  dir where a launch kept its arrays still takes a tfds build (the arrays
+  are not in the builder's folder), and arrays kept beside a tfds build by
+  earlier versions are read first."""
+  pytest.importorskip('tensorflow_datasets')
+  from dash_jax.data.base import tfds_split_arrays
+  from dash_jax.data.mnist1d_tfds import DashMnist1d
   assert DashMnist1d.name == data.MNIST1D_NAME
   assert str(DashMnist1d.VERSION) == data.MNIST1D_VERSION
+  ds = data.load(_config(m1d_dir))
+  builder = DashMnist1d(data_dir=m1d_dir)
+  builder.download_and_prepare()
+  assert builder.is_prepared()
+  x, y = tfds_split_arrays(builder, 'train')  # keeps them in the tfds folder
+  np.testing.assert_array_equal(x, ds.train_x)
+  np.testing.assert_array_equal(y, ds.train_y)
+  assert x.dtype == ds.train_x.dtype and y.dtype == ds.train_y.dtype
+  tfds_folder, own = data.mnist1d_folders(_config(m1d_dir))
+  assert os.path.isfile(os.path.join(own, 'dash_jax-train.npz'))
+  assert os.path.isfile(os.path.join(tfds_folder, 'dash_jax-train.npz'))
 
 
-def test_kept_arrays_are_read_without_building(m1d_dir, monkeypatch):
+def test_kept_arrays_are_read_without_generating(m1d_dir, monkeypatch):
   from dash_jax.data import mnist1d
   def refuse(*a, **k):
-    raise AssertionError('built again')
-  monkeypatch.setattr(mnist1d, 'DashMnist1d', refuse)
+    raise AssertionError('generated again')
+  monkeypatch.setattr(mnist1d, 'mnist1d_arrays', refuse)
   ds = data.load(_config(m1d_dir))
   assert ds.train_x.shape == (4000, 40)
+
+
+def test_unwritable_data_dir_still_loads(tmp_path, monkeypatch):
+  """A read-only data dir: the arrays are generated each launch, not kept."""
+  pytest.importorskip('mnist1d')
+  from dash_jax.data import base
+  blocked = tmp_path / 'file'
+  blocked.write_text('')  # a file where the data dir's folder should go
+  ds = data.load(_config(blocked))
+  assert ds.train_x.shape == (4000, 40)
+  assert not base.write_cache(str(blocked / 'x' / 'a.npz'), ds.test_x, ds.test_y)
 
 
 def test_auto_normalisation_feeds_signals_as_generated(m1d_dir):

@@ -31,7 +31,8 @@ MODULES = ('dash_jax', 'dash_jax.runs', 'dash_jax.experiment', 'dash_jax.assembl
            'dash_jax.data', 'dash_jax.data.images', 'dash_jax.data.random_images',
            'dash_jax.cli', 'dash_jax.report', 'dash_jax.monitor', 'dash_jax.provenance',
            'dash_jax.checkpoint', 'dash_jax.synthetic', 'dash_jax.parallel',
-           'dash_jax.summary', 'dash_jax.diagnostics', 'dash_jax.sota')
+           'dash_jax.summary', 'dash_jax.diagnostics', 'dash_jax.sota',
+           'dash_jax.data.mnist1d', 'dash_jax.fieldhelp')
 
 
 def _python(code, timeout=300, **env):

@@ -15,7 +15,7 @@ from dash_jax import checkpoint, locks, report, results, runs
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INTERRUPTED = 'error: interrupted; re-run the same command to resume\n'
+INTERRUPTED = 'stopped (Ctrl-C); re-run the same command to resume\n'  # asked for: no error
 
 
 def _launch(workdir, tfds_dir, *overrides, config='configs/digits.py', prefix=(),
@@ -95,6 +95,24 @@ def test_a_held_run_is_waited_for_then_trained(tiny_config, tmp_path):
   assert sorted(out) == ['warm-sgd-seed0', 'warm-sgd-seed1']
 
 
+def test_a_lock_tells_this_launchs_own_processes_from_strangers(tmp_path, monkeypatch):
+  """A lock names its holder's launch: a worker this launch started is
+  'worker 1', a process of another launch (or an older lock file) is not."""
+  monkeypatch.setattr(locks, '_launch', ('pid 1 on h', 'main process'))
+  path = tmp_path / '.lock'
+  lock = locks.Lock(str(path))
+  path.write_text('pid 2 on h\nlaunch pid 1 on h; worker 1')
+  assert lock.holder() == 'pid 2 on h' and lock.launch_role() == 'worker 1'
+  assert locks.Claim([str(path)]).launch_roles() == 'worker 1'
+  for stranger in ('pid 2 on h\nlaunch pid 7 on h; worker 1', 'pid 2 on h', ''):
+    path.write_text(stranger)
+    assert lock.launch_role() == '' and locks.Claim([str(path)]).launch_roles() == ''
+  assert lock.acquire(blocking=False)  # what this process writes: itself, its launch
+  assert path.read_text() == f'{locks.me()}\nlaunch pid 1 on h; main process'
+  assert lock.launch_role() == ''  # itself is no other process
+  lock.release()
+
+
 # --------------------------------------------------------------- unusable workdirs
 
 
@@ -171,8 +189,8 @@ def test_sigterm_saves_then_the_relaunch_resumes(tfds_dir, tmp_path):
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 143, err
-  assert err == ('error: terminated after saving a checkpoint; re-run the same command '
-                 'to resume\n')
+  assert err == ('stopped (SIGTERM) after saving a checkpoint; re-run the same command '
+                 'to resume\n')  # a requested stop: no 'error'
   again = _launch(tmp_path, tfds_dir, *args)
   line = _wait_for(again, 'resuming at experiment')[-1]
   assert 'resuming at experiment 1, epoch ' in line  # mid-experiment: the epochs were kept
@@ -323,6 +341,9 @@ def test_runs_per_device_packs_the_runs_into_worker_processes(tiny_config, tmp_p
   for name in alone:
     assert strip(packed[name]) == strip(alone[name]), name
   here = [l.split(': ', 1)[1] for l in lines if l.startswith('run ')]
-  worker = [l.split(': ', 1)[1] for l in capfd.readouterr().out.splitlines()
-            if l.startswith('[worker 1] run ')]
+  worker_out = capfd.readouterr().out.splitlines()
+  worker = [l.split(': ', 1)[1] for l in worker_out if l.startswith('[worker 1] run ')]
   assert sorted(here + worker) == sorted(alone), (here, worker)  # each once
+  # The launch says it started its worker, and never calls it a stranger.
+  assert any(l.startswith('started 1 worker process (pid ') for l in lines), lines
+  assert not any('another process' in l for l in lines + worker_out), lines + worker_out

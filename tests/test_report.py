@@ -85,14 +85,12 @@ def test_markdown_table_numbers_and_best(results_dir, tmp_path):
       '2', '65.00 (0.00)', '58.33 (0.00)', '**5 (0)**', '**7 (0)**']
   assert rows[('digits', 'SGD', 'DASH')] == [
       '2', '**91.00 (1.00)**', '**75.33 (2.00)**', '20 (0)', '15 (0)']
-  # A block of one row has nothing to beat.
-  assert rows[('digits', 'SAM', 'DASH')] == [
-      '1', '95.00 (0.00)', '78.33 (0.00)', '40 (0)', '30 (0)']
+  # A block of one row has nothing to beat; one seed has no spread to show.
+  assert rows[('digits', 'SAM', 'DASH')] == ['1', '95.00', '78.33', '40', '30']
   # Ties (as shown) are all marked.
-  assert rows[('svhn', 'SGD', 'Cold')] == [
-      '1', '**95.00 (0.00)**', '**83.33 (0.00)**', '**4 (0)**', '7 (0)']
-  assert rows[('svhn', 'SGD', 'Warm')] == [
-      '1', '90.00 (0.00)', '80.00 (0.00)', '**4 (0)**', '**5 (0)**']
+  assert rows[('svhn', 'SGD', 'Cold')] == ['1', '**95.00**', '**83.33**', '**4**', '7']
+  assert rows[('svhn', 'SGD', 'Warm')] == ['1', '90.00', '80.00', '**4**', '**5**']
+  assert 'mean (std) over seeds (population std); rows of one seed: the value alone.' in text
   assert '](figure_digits_sgd.png)' in text and '](figure_svhn_sgd.png)' in text
   assert len(rep.skipped) == 2
   assert 'incomplete (1/3 experiments)' in text and 'a synthetic experiment' in text
@@ -123,6 +121,42 @@ def test_summary_and_report_are_two_views_of_the_same_rows(results_dir, tmp_path
         # the same figure; % are scaled per seed before averaging (last bits)
         assert float(got[f'{m.key}_{stat}']) == pytest.approx(m.scale * row[m.key][stat],
                                                               rel=1e-12, abs=1e-12)
+
+
+def test_one_seed_tables_show_no_spread(results_dir, tmp_path):
+  """A launch of one seed: no '(0.00)' (a spread of one value) in either table."""
+  res = [json.loads(p.read_text()) for p in sorted((results_dir / 'svhn').glob('*/results.json'))]
+  text = summary.write(str(tmp_path), res)
+  rows = [l for l in text.splitlines() if l.startswith(('| cold', '| warm'))]
+  assert rows == ['| cold | sgd | 1 | 95.00 | 83.33 | 4 | 7 | 20 |',
+                  '| warm | sgd | 1 | 90.00 | 80.00 | 4 | 5 | 16 |']
+  assert 'one seed: its values (no spread over seeds).' in text and '(' not in ''.join(rows)
+  rep = report.write([str(results_dir / 'svhn')], str(tmp_path / 'out'))
+  assert '(0' not in rep.markdown.split('## svhn')[1].split('Environment')[0]
+  assert 'one seed: its values' in rep.markdown
+
+
+def test_figure_names_are_short(tmp_path):
+  """Your own data's figures are named after the file's stem (the folder's
+  name, tfds's NAME/CONFIG), not its whole path; two files of one stem keep
+  their whole names rather than share one figure."""
+  assert report.short_dataset('/data/x/V.npz') == 'V'
+  assert report.short_dataset('npz:rel/W.NPZ') == 'W'
+  assert report.short_dataset('folder:/data/imgs/') == 'imgs'
+  assert report.short_dataset('tfds:mnist/c1') == 'mnist/c1'
+  assert report.short_dataset('cifar10') == 'cifar10'
+  for i, dataset in enumerate([str(tmp_path / 'deep' / 'dir' / 'V.npz'), 'digits']):
+    write_run(str(tmp_path / 'runs' / str(i)), 'd', 'sgd', 'cold', 0, [.5, .6], [3, 4])
+    path = tmp_path / 'runs' / str(i) / 'd' / 'cold-sgd-seed0' / 'results.json'
+    res = json.loads(path.read_text())
+    res['config']['dataset'] = dataset
+    path.write_text(json.dumps(res))
+  rep = report.write([str(tmp_path / 'runs')], str(tmp_path / 'out'))
+  names = sorted(os.path.basename(p) for k, p in rep.paths.items() if isinstance(k, tuple))
+  assert names == ['figure_V_sgd.png', 'figure_digits_sgd.png']
+  assert '](figure_V_sgd.png)' in rep.markdown and (tmp_path / 'out' / 'figure_V_sgd.png').is_file()
+  same = report.figure_names([('/a/V.npz', 'sgd'), ('/b/V.npz', 'sgd'), ('/b/V.npz', 'sam')])
+  assert len(set(same.values())) == 3 and same[('/b/V.npz', 'sam')] == 'figure__b_V_npz_sam.png'
 
 
 def test_a_damaged_results_json_is_one_line_naming_it(results_dir, tmp_path):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dash_jax.data.base import (Dataset, cache_path, data_dir, feature_stats, pixel_stats,
-                                read_cache, tfds_split_arrays)
+                                read_cache, tfds_split_arrays, write_cache)
 from dash_jax.errors import UserError
 
 __all__ = ['DATASETS', 'Dataset', 'check_unchanged', 'data_dir', 'fingerprinted', 'kind', 'load',
@@ -43,13 +43,10 @@ def _offline_splits(config, name, version, builder_class):
 
 
 def _digits_builder():
+  from dash_jax.data import base
+  base.import_tfds("dataset 'digits' (built once, offline)")
   from dash_jax.data.digits import DashDigits
   return DashDigits
-
-
-def _mnist1d_builder():
-  from dash_jax.data.mnist1d import DashMnist1d
-  return DashMnist1d
 
 
 def load_digits(config) -> Dataset:
@@ -62,12 +59,41 @@ def load_digits(config) -> Dataset:
 
 def load_mnist1d(config) -> Dataset:
   """MNIST-1D's float32 signals (N, 40); generated already standardised, so
-  normalize='auto' feeds them as they are, as the benchmark's own code does."""
-  (train_x, train_y), (test_x, test_y) = _offline_splits(
-      config, MNIST1D_NAME, MNIST1D_VERSION, _mnist1d_builder)
+  normalize='auto' feeds them as they are, as the benchmark's own code does.
+  Generated in NumPy (no TensorFlow) and kept as arrays in the data dir; the
+  arrays an earlier version kept beside its tfds build are the same arrays."""
+  folders = mnist1d_folders(config)
+  for folder in folders:
+    splits = [read_cache(cache_path(folder, s)) for s in ('train', 'test')]
+    if all(s is not None for s in splits):
+      break
+  else:
+    splits = _generate_mnist1d(folders[-1])
+  (train_x, train_y), (test_x, test_y) = splits
   mean, std = feature_stats(train_x)
   return Dataset('mnist1d', train_x, train_y, test_x, test_y, 10, mean=mean, std=std,
                  auto_normalize='none', source=mnist1d_source())
+
+
+def mnist1d_folders(config) -> tuple:
+  """Where MNIST-1D's arrays may be kept: beside a tfds build of
+  mnist1d_tfds.DashMnist1d (earlier versions built one), then dash_jax's own
+  folder, where a launch keeps them (not the tfds folder: a later tfds build
+  there would take its arrays for a broken build and skip it)."""
+  root = data_dir(config)
+  return (os.path.join(root, MNIST1D_NAME, MNIST1D_VERSION),
+          os.path.join(root, 'dash_jax', f'{MNIST1D_NAME}-{MNIST1D_VERSION}'))
+
+
+def _generate_mnist1d(folder):
+  """Both splits from the mnist1d package, labels int32 (as a tfds read gives
+  them), kept in `folder` for the next launch where it can be written."""
+  from dash_jax.data.mnist1d import mnist1d_arrays
+  train_x, train_y, test_x, test_y = mnist1d_arrays()
+  splits = [(train_x, train_y.astype(np.int32)), (test_x, test_y.astype(np.int32))]
+  for split, (x, y) in zip(('train', 'test'), splits):
+    write_cache(cache_path(folder, split), x, y)
+  return splits
 
 
 def mnist1d_source() -> dict:
@@ -83,9 +109,9 @@ def mnist1d_source() -> dict:
           'args': MNIST1D_ARGS}
 
 
-# mnist1d.data.get_dataset_args() of the version the builder was made with
-# (less its URL); repeated here so a launch from kept arrays imports neither
-# tfds nor mnist1d; tests/test_datasets.py checks they agree.
+# mnist1d.data.get_dataset_args() of the version the data was made with
+# (less its URL); repeated here so a launch from kept arrays does not import
+# mnist1d; tests/test_mnist1d.py checks they agree.
 MNIST1D_ARGS = {'num_samples': 5000, 'train_split': 0.8, 'template_len': 12,
                 'padding': [36, 60], 'scale_coeff': 0.4, 'max_translation': 48,
                 'corr_noise_scale': 0.25, 'iid_noise_scale': 2e-2, 'shear_scale': 0.75,

@@ -4,7 +4,9 @@ no TensorFlow).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import re
 
@@ -48,6 +50,49 @@ class Dataset:
     return self.train_x.dtype == np.uint8
 
 
+# What a user without tensorflow-datasets installs to read a tfds dataset.
+DATA_EXTRA = ("pip install 'dash-jax[data]' (in a checkout: pip install -r "
+              "requirements.txt, as the README says)")
+
+
+def import_tfds(what: str):
+  """tensorflow_datasets, or a UserError naming `what` needs it and the
+  extra that brings it (the wheel alone does not: MNIST-1D and the npz and
+  folder datasets need no TensorFlow)."""
+  try:
+    import tensorflow_datasets as tfds
+  except ModuleNotFoundError as e:
+    if (e.name or '').split('.')[0] not in ('tensorflow_datasets', 'tensorflow'):
+      raise
+    from dash_jax.errors import UserError
+    raise UserError(f'{what} is read through tensorflow-datasets, which is not '
+                    f'installed here; install it with {DATA_EXTRA}') from None
+  return tfds
+
+
+class _MissingFolderFilter(logging.Filter):
+  """Drops tfds's 'Variant folder X has no dataset_info.json' where X does
+  not exist: the dataset is simply not prepared, which the caller says."""
+
+  def filter(self, record):
+    msg = str(record.msg)
+    if msg.startswith('Variant folder') and record.args:
+      return os.path.exists(os.fspath(record.args[0]))
+    return True
+
+
+@contextlib.contextmanager
+def quiet_missing_folders():
+  """Inside: tfds warns about no folder that does not exist."""
+  logger = logging.getLogger('absl')
+  keep = _MissingFolderFilter()
+  logger.addFilter(keep)
+  try:
+    yield
+  finally:
+    logger.removeFilter(keep)
+
+
 def tfds_split_arrays(builder, split):
   """A split as numpy arrays, read once through tfds (TensorFlow) and then
   from an array file beside the prepared dataset, so later launches do not
@@ -67,10 +112,24 @@ def tfds_split_arrays(builder, split):
   x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int32)
   x = x.astype(np.uint8 if np.issubdtype(x.dtype, np.integer) else np.float32)
   if cache is not None and len(y) == builder.info.splits[split].num_examples:
-    tmp = f'{cache}.{os.getpid()}.tmp.npz'
-    np.savez(tmp, x=x, y=y)
-    os.replace(tmp, cache)  # atomic: a reader never sees half a file
+    write_cache(cache, x, y)
   return x, y
+
+
+def write_cache(path, x, y) -> bool:
+  """Keep (x, y) in `path` for later launches, atomically (a reader never
+  sees half a file); False where the folder cannot be written (a read-only
+  data dir: the next launch computes them again)."""
+  tmp = f'{path}.{os.getpid()}.tmp.npz'
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez(tmp, x=x, y=y)
+    os.replace(tmp, path)
+  except OSError:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    return False
+  return True
 
 
 def array_cache(builder, split):

@@ -49,10 +49,12 @@ class ImageSet:
 
   def builder(self, config):
     """A prepared tfds builder, or a UserError that says how to prepare it."""
-    import tensorflow_datasets as tfds
+    tfds = base.import_tfds(f'dataset {self.name!r}')
     root = base.data_dir(config)
-    builder = tfds.builder(self.tfds_name, data_dir=root)
-    if builder.is_prepared():
+    with base.quiet_missing_folders():
+      builder = tfds.builder(self.tfds_name, data_dir=root)
+      prepared = builder.is_prepared()
+    if prepared:
       return builder
     if not config.download:
       raise UserError(
@@ -69,11 +71,13 @@ class TinyImagenetSet(ImageSet):
   """Built locally from the official archive in the manual dir (no download)."""
 
   def builder(self, config):
-    import tensorflow_datasets as tfds
+    tfds = base.import_tfds(f'dataset {self.name!r}')
     from dash_jax.data import tiny_imagenet
     root = base.data_dir(config)
-    builder = tiny_imagenet.TinyImagenet(data_dir=root)
-    if builder.is_prepared():
+    with base.quiet_missing_folders():
+      builder = tiny_imagenet.TinyImagenet(data_dir=root)
+      prepared = builder.is_prepared()
+    if prepared:
       return builder
     manual = os.path.expanduser(
         config.manual_dir or os.path.join(root, 'downloads', 'manual'))

@@ -20,7 +20,6 @@ sorted order, names a bad file and resizes, and needs no TensorFlow.)
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
 import hashlib
@@ -389,26 +388,11 @@ def check_online(target) -> None:
                     f'--config.data_dir at DIR')
 
 
-@contextlib.contextmanager
-def _absl_errors_only():
-  from absl import logging as absl_logging
-  level = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.ERROR)
-  try:
-    yield
-  finally:
-    absl_logging.set_verbosity(level)
-
-
 def load_tfds(config, target) -> base.Dataset:
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError:
-    raise UserError(f'config.dataset=tfds:{target} needs tensorflow-datasets: '
-                    f'pip install -e ".[data]"') from None
+  tfds = base.import_tfds(f'config.dataset=tfds:{target}')
   root = base.data_dir(config)
   try:
-    with _absl_errors_only():  # 'Variant folder ... has no dataset_info.json': a second line
+    with base.quiet_missing_folders():
       builder = tfds.builder(target, data_dir=root)
       prepared = builder.is_prepared()
   except tfds.core.registered.DatasetNotFoundError:
