@@ -185,6 +185,15 @@ def mismatches(groups) -> list[str]:
   return notes
 
 
+def unconverged(rows) -> list[str]:
+  """Rows with experiments stopped by max_epoch: their numbers are not the
+  protocol's (it trains each experiment to converge_acc)."""
+  return [f'{"/".join([r.dataset, r.optimizer, r.train_type] + [f"{f}={v}" for f, v in r.swept])}: '
+          f'{r.unconverged} of {sum(len(run.experiments) for run in r.runs)} experiments '
+          f'(over its seeds) hit max_epoch before converge_acc'
+          for r in rows if r.unconverged]
+
+
 # ----------------------------------------------------------------- tables
 
 
@@ -486,7 +495,7 @@ def write(dirs, out_dir=None) -> Report:
         if any(val is not None for by_value in v.values() for val in by_value))
     sensitivity[field] = os.path.join(out_dir, sensitivity_name(field))
     build_sensitivity(field, blocks).savefig(sensitivity[field])
-  notes = mismatches(groups) + [f'skipped {s}' for s in skipped]
+  notes = mismatches(groups) + unconverged(rows) + [f'skipped {s}' for s in skipped]
   started = unfinished(dirs)
   for r in rows:
     r.unfinished = sorted(seed for seed, _ in started.get((r.dataset, r.optimizer,

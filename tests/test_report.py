@@ -391,3 +391,16 @@ def test_paired_uses_only_common_seeds_and_counts_ties_as_not_ahead(tmp_path):
   write_run(root, 'digits', 'sgd', 'cold', 9, [.1], [1])  # no DASH seed 9: left out
   text = report.write([root], str(tmp_path / 'out')).markdown
   assert '| DASH - Cold | SGD | 3 | +0.00 (8.16) | 1 of 3 |' in text
+
+
+def test_experiments_stopped_by_max_epoch_are_noted(tmp_path):
+  root = str(tmp_path / 'runs')
+  write_run(root, 'digits', 'sgd', 'cold', 0, [.5, .6], [1, 2])
+  path = os.path.join(root, 'digits', 'cold-sgd-seed0', 'results.json')
+  res = json.load(open(path))
+  res['experiments'][1]['converged'] = False
+  json.dump(res, open(path, 'w'))
+  write_run(root, 'digits', 'sgd', 'warm', 0, [.5, .6], [1, 2])
+  text = report.write([root], str(tmp_path / 'out')).markdown
+  assert 'Note: digits/sgd/cold: 1 of 2 experiments (over its seeds) hit max_epoch' in text
+  assert 'digits/sgd/warm:' not in text
