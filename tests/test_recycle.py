@@ -1,5 +1,6 @@
 """ReDo and Continual Backprop recycle exactly the units they should."""
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -236,3 +237,24 @@ def test_all_nine_types_write_one_report(tiny_config, tmp_path):
     assert f'| {label} |' in report, label
   with open(tmp_path / 'summary.json') as f:
     assert [r['train_type'] for r in json.load(f)['rows']] == names.split(',')
+
+
+@pytest.mark.slow
+def test_cbp_resumes_between_experiments_exactly(tiny_config, tmp_path):
+  """Resumed before experiment 3, CBP counts its replacements from the steps
+  of experiment 2 as recorded in the checkpoint: the same numbers."""
+  tiny_config.train_type = 'cbp'
+  tiny_config.cbp_replacement_rate = 0.01
+  tiny_config.cbp_maturity_threshold = 0
+  tiny_config.checkpoint_every_epochs = 0
+  ref = _science(dash_jax.run(tiny_config, str(tmp_path))['cbp-sgd-seed0'])
+  run = tmp_path / 'cbp-sgd-seed0'
+  saves = sorted((d for d in (run / 'checkpoints').iterdir() if d.name.isdigit()),
+                 key=lambda d: int(d.name))
+  assert len(saves) == 3  # after experiments 1, 2 and 3
+  shutil.rmtree(saves[-1])
+  (run / 'results.json').unlink()
+  logs = []
+  again = _science(dash_jax.run(tiny_config, str(tmp_path), log=logs.append)['cbp-sgd-seed0'])
+  assert any('resuming at experiment 3' in line for line in logs)
+  assert again == ref
