@@ -17,10 +17,12 @@ import collections
 import glob
 import json
 import os
+import sys
 
 import numpy as np
 
-from dash_jax import interventions
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dash_jax import interventions  # noqa: E402  (this checkout's, not an installed one)
 
 
 def load(workdirs):
