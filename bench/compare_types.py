@@ -1,8 +1,11 @@
 """Every training type of one or more workdirs in one table, paired by seed
 against a reference type (DASH by default), and one figure.
 
-    python bench/compare_types.py /work/runs/all9 /work/runs/redo_cbp \
-        --figure docs/mnist1d_nine_types.png
+    python -m bench.compare_types runs/mnist1d runs/redo_cbp \
+        --figure docs/figure_mnist1d_nine_types.png
+
+(run from the repository root, as a module, so this checkout's dash_jax is
+the one imported).
 
 Prints a Markdown table: test accuracy after the last experiment and steps
 of the last experiment (mean (std) over seeds), and the paired difference of
@@ -17,12 +20,10 @@ import collections
 import glob
 import json
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dash_jax import interventions  # noqa: E402  (this checkout's, not an installed one)
+from dash_jax import interventions
 
 
 def load(workdirs):
