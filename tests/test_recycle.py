@@ -246,3 +246,22 @@ def test_cbp_resumes_between_experiments_exactly(tiny_config, tmp_path):
   again = _science(dash_jax.run(tiny_config, str(tmp_path), log=logs.append)['cbp-sgd-seed0'])
   assert any('resuming at experiment 3' in line for line in logs)
   assert again == ref
+
+
+@pytest.mark.slow
+def test_vmapped_seeds_match_plain_runs(tiny_config, tmp_path):
+  """Seeds that converge at different epochs replace different numbers of
+  units (CBP counts each seed's own steps); vmapped, each gets its plain numbers."""
+  from tests.test_seeds import _close, _numbers
+  tiny_config.train_type = 'redo,cbp'
+  tiny_config.seeds = '0,1,2'
+  tiny_config.max_epoch = 12
+  tiny_config.converge_acc = 0.55
+  tiny_config.redo_tau = 0.9
+  tiny_config.cbp_replacement_rate = 0.01
+  tiny_config.cbp_maturity_threshold = 0
+  plain = _numbers(dash_jax.run(tiny_config, str(tmp_path / 'plain'), log=lambda *a: None))
+  tiny_config.vmap_seeds = True
+  vmapped = _numbers(dash_jax.run(tiny_config, str(tmp_path / 'vmap'), log=lambda *a: None))
+  _close(plain, vmapped)
+  assert len({tuple(e['steps'] for e in exps) for exps in plain.values()}) > 1
