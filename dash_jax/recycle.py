@@ -10,6 +10,11 @@ its outgoing weights are the next layer's kernel slice that reads it.
   masks = cbp_masks(cbp_utilities(activity, params, layers), counts)  # CBP
   params, stats, opt_state = recycle(params, stats, opt_state, fresh, layers, masks)
 
+Linen only: `unit_activity` reads activations through linen's
+`capture_intermediates`, and `recycle` rewrites nested param dicts. An NNX
+model would need its own activation hook (nnx.Module.sow) and an
+nnx.State round trip; that does not fit without contortion, so it is left out.
+
 ReDo: Sokar, Agarwal, Castro & Evci, "The Dormant Neuron Phenomenon in Deep
 Reinforcement Learning", ICML 2023 (code: google/dopamine, labs/redo).
 Continual Backprop: Dohare et al., "Loss of plasticity in deep continual
