@@ -164,6 +164,7 @@ def test_cbp_replaces_the_lowest_utility_units(trained):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # a full-size ResNet-18
 def test_resnet_units_are_block_first_convs():
   model = models.get('resnet18').build(ConfigDict(dict(precision='float32')), 10)
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 1)), train=False)
