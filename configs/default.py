@@ -92,6 +92,13 @@ def get_config():
   config.sp_sigma = 0.01  # Shrink & Perturb: std of the noise added
   config.l2_init_lambda = 1e-2  # L2 Init: strength of the pull towards the initial weights
   config.l2_init_form = 'sum_norm_sq'  # original code; or 'sq_dist' (Kumar et al.)
+  # ReDo (Sokar et al. 2023), before each experiment j >= 2 on its data: a unit
+  # whose mean |activation| over its layer's mean is <= redo_tau is re-drawn.
+  config.redo_tau = 0.1  # dormancy threshold (the paper's DQN value); 0 = off
+  # Continual Backprop (Dohare et al. 2024), before each experiment j >= 2:
+  # per layer, floor(rate x units x last experiment's steps) lowest-utility units.
+  config.cbp_replacement_rate = 1e-4  # units replaced per unit per step; 0 = off
+  config.cbp_maturity_threshold = 100  # steps a unit trains before it may be replaced
 
   # Execution.
   config.epoch_mode = 'auto'  # 'auto', 'loop' (jitted step) or 'scan'

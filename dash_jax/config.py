@@ -36,7 +36,8 @@ SWEPT = 'swept'
 # name, alphabetically (a fixed order: a relaunch finds the same folders).
 SHORT_NAMES = {'dash_lambda': 'lam', 'dash_alpha': 'alpha', 'sp_lambda': 'splam',
                'sp_sigma': 'spsig', 'l2_init_lambda': 'l2lam', 'learning_rate': 'lr',
-               'label_noise': 'noise'}
+               'label_noise': 'noise', 'redo_tau': 'tau', 'cbp_replacement_rate': 'cbprate',
+               'cbp_maturity_threshold': 'cbpmat'}
 
 
 def field_order(field: str):
@@ -50,7 +51,7 @@ _DERIVED_FIELDS = frozenset({'seed'})
 # Result-affecting fields added since runs were first saved: absent from an
 # older run's config means its default (upgrade), so older workdirs still resume.
 ADDED_FIELDS = ('precision', 'chunk_order', 'train_split', 'test_split', 'image_size',
-                'num_classes')
+                'num_classes', 'redo_tau', 'cbp_replacement_rate', 'cbp_maturity_threshold')
 CHUNK_ORDERS = ('random', 'given')
 # Derived run-config field: a file dataset's sha256 (data.fingerprinted).
 DATASET_SHA256 = 'dataset_sha256'
@@ -244,6 +245,7 @@ def _validate_single(config) -> None:
   _choice(config, 'precision', models.PRECISIONS)
   for field in ('dash_lambda', 'dash_alpha', 'sp_lambda', 'converge_acc'):
     _in_range(config, field, 0.0, 1.0)
+  _in_range(config, 'cbp_replacement_rate', 0.0, 1.0, low_open=False)
   _in_range(config, 'label_noise', 0.0, 1.0, low_open=False)
   if config.sota:
     _in_range(config, 'sota_gamma', 0.0, 1.0)
@@ -262,7 +264,7 @@ def _validate_single(config) -> None:
                     'launch the same command several times: they share the runs)')
   for field in ('weight_decay', 'rho', 'sp_sigma', 'l2_init_lambda', 'num_train',
                 'checkpoint_every_epochs', 'devices', 'compile_cache_gb',
-                'checkpoint_min_interval_s', 'scan_block'):
+                'checkpoint_min_interval_s', 'scan_block', 'redo_tau', 'cbp_maturity_threshold'):
     if config[field] < 0:
       raise UserError(f'config.{field}={config[field]} must be >= 0')
   if config.coordinator not in ('', 'auto'):

@@ -125,7 +125,8 @@ def _run_group(ds, runs, workdir, log):
     for j in range(first, g.config.num_chunks + 1):
       start = time.perf_counter() - elapsed
       if j >= 2 and progress is None:
-        states, keys = intervene(g, g.training_type.before, states, keys, j)
+        states, keys = intervene(g, g.training_type.before, states, keys, j,
+                                 last_steps(experiments))
       for i, obs in enumerate(observers):
         obs.experiment_start(j, _seed_state(g, states, i),
                              resumed_epochs=progress[i].epochs if progress else 0)
@@ -263,23 +264,35 @@ def _seed_state(g: Group, states, i):
   return train.take_seed(states, i) if g.config.diagnostics else None
 
 
-def intervene(g: Group, fn, states, keys, j):
+def last_steps(experiments) -> np.ndarray:
+  """Each seed's steps in its last recorded experiment (0 before any)."""
+  return np.asarray([exps[-1]['steps'] if exps else 0 for exps in experiments], np.int32)
+
+
+def intervene(g: Group, fn, states, keys, j, steps=None):
   """A training type's (state, ctx) -> state for every seed, from a fresh
-  key; (states, keys) unchanged where the type has no such hook."""
-  if fn is None:
+  key; (states, keys) unchanged where the type has no such hook or its
+  hyper-parameters switch it off. `steps`: each seed's steps in the
+  experiment trained last (Context.steps)."""
+  if fn is None or not g.training_type.active(g.hparams):
     return states, keys
   keys, k = train.split_keys(keys)
+  steps = np.zeros(len(g.runs), np.int32) if steps is None else steps
 
-  def one(state, key, train_y, buffer_idx):
+  def one(state, key, train_y, buffer_idx, steps):
     run_data = dict(g.data, train_y=train_y)
+    units = g.model_spec.units(state.params)
     ctx = interventions.Context(
         key=key, experiment=j, hparams=g.hparams, fresh_state=g.fresh_state,
         direction=lambda s, alpha: train.full_data_direction(
             s, run_data, buffer_idx, j, alpha, chunk_size=g.chunk_size,
             mode=g.options.mode),
-        head=tuple(g.model_spec.head), head_init=g.model_spec.head_init)
+        head=tuple(g.model_spec.head), head_init=g.model_spec.head_init,
+        activity=lambda s: train.buffer_activity(s, run_data, buffer_idx, j, units,
+                                                 g.chunk_size, g.options.mode),
+        units=units, steps=steps)
     return fn(state, ctx)
-  return g.per_seed(one)(states, k, g.data['train_y'], g.buffer_idx), keys
+  return g.per_seed(one)(states, k, g.data['train_y'], g.buffer_idx, steps), keys
 
 
 def evaluate(g: Group, states) -> np.ndarray:

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from dash_jax import dash as dash_lib
+from dash_jax import recycle
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,11 @@ class Context:
   head: tuple  # top-level param names of the classifier head
   # (key, {head name: params}) -> re-drawn head; None = the model's own init
   head_init: Callable | None = None
+  # state -> each hidden unit's mean |activation| over the experiment's data
+  # (train.buffer_activity), one vector per layer of `units`
+  activity: Callable | None = None
+  units: tuple = ()  # the model's recycle.UnitLayers
+  steps: Any = 0  # SGD steps of the experiment trained last (0 before the first)
 
 
 def cold(state, ctx):
@@ -112,6 +118,59 @@ def dash(state, ctx):
   return state.replace(params=params)
 
 
+# ---------------------------------------------------- neuron recycling
+
+
+def _recycled(state, ctx, masks):
+  """`state` with the masked units re-initialised (recycle.recycle): incoming
+  weights as a fresh model draws them, outgoing 0, their momentum 0."""
+  fresh = ctx.fresh_state(ctx.key).params
+  params, stats, opt_state = recycle.recycle(state.params, state.batch_stats, state.opt_state,
+                                             fresh, ctx.units, masks)
+  return state.replace(params=params, batch_stats=stats, opt_state=opt_state)
+
+
+@dataclasses.dataclass(frozen=True)
+class Redo:
+  tau: float  # a unit is dormant when its score <= tau; 0 = off
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(config.redo_tau)
+
+  def active(self) -> bool:
+    return self.tau > 0
+
+
+def redo(state, ctx):
+  """ReDo (Sokar et al. 2023): recycle the units whose mean |activation| over
+  the experiment's data, relative to their layer's mean, is <= tau."""
+  return _recycled(state, ctx, recycle.redo_masks(ctx.activity(state), ctx.hparams.tau))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cbp:
+  rate: float  # units replaced per unit per SGD step; 0 = off
+  maturity: int  # steps a unit must have trained before it may be replaced
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(config.cbp_replacement_rate, config.cbp_maturity_threshold)
+
+  def active(self) -> bool:
+    return self.rate > 0
+
+
+def cbp(state, ctx):
+  """Continual Backprop (Dohare et al. 2024), once between experiments:
+  replace, per layer, the floor(rate x units x steps) mature units of lowest
+  contribution utility, the steps being those of the experiment just run."""
+  hp = ctx.hparams
+  utilities = recycle.cbp_utilities(ctx.activity(state), state.params, ctx.units)
+  counts = [recycle.cbp_count(u.shape[0], ctx.steps, hp.rate, hp.maturity) for u in utilities]
+  return _recycled(state, ctx, recycle.cbp_masks(utilities, counts))
+
+
 # ------------------------------------------------------------- l2_init
 
 
@@ -151,6 +210,11 @@ def _no_hparams(config):
   del config
 
 
+def _always(hparams) -> bool:
+  del hparams
+  return True
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingType:
   label: str  # as the paper's tables name it
@@ -158,6 +222,9 @@ class TrainingType:
   after: Callable | None = None  # after every experiment
   hparams: Callable[[Any], Any] = _no_hparams  # config -> this type's values
   regularizer: Callable[[Any], Callable] | None = None  # hparams -> loss term
+  # hparams -> whether the hooks run: off (e.g. ReDo's tau = 0), the run
+  # draws no key for them, so it is warm's run exactly
+  active: Callable[[Any], bool] = _always
 
   def regularizer_for(self, config):
     """The loss term (params, init_params) -> scalar this type adds, or None."""
@@ -174,6 +241,10 @@ TRAINING_TYPES: dict[str, TrainingType] = {
                             regularizer=lambda hp: hp),
     'sp': TrainingType('S&P', after=shrink_perturb, hparams=ShrinkPerturb.from_config),
     'dash': TrainingType('DASH', before=dash, hparams=Dash.from_config),
+    # Beyond the paper: neuron-recycling methods (dash_jax/recycle.py).
+    'redo': TrainingType('ReDo', before=redo, hparams=Redo.from_config,
+                         active=Redo.active),
+    'cbp': TrainingType('CBP', before=cbp, hparams=Cbp.from_config, active=Cbp.active),
 }
 
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from dash_jax import xla_cpu
+from dash_jax.recycle import UnitLayer
 
 ModuleDef = Any
 PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -251,6 +252,36 @@ def torch_linear_reset(key, head):
           for name, value in head.items()}
 
 
+# ------------------------------------------------------------- hidden units
+# Where ReDo and Continual Backprop recycle units (dash_jax/recycle.py): layers
+# whose output channels feed one next layer only. In a ResNet, as in the ReDo
+# authors' ResNet rule, the first conv of each block (its channels feed only
+# the block's second conv); the residual stream's channels are shared by
+# several layers and are left alone.
+
+
+def mlp_units(params) -> tuple:
+  """fc_i -> bn_i -> ReLU -> fc_{i+1} (the last hidden layer feeds the head)."""
+  n = sum(1 for name in params if name.startswith('fc'))
+  return tuple(UnitLayer((f'fc{i}',), (f'bn{i}',), (f'fc{i + 1}',) if i < n else ('head',))
+               for i in range(1, n + 1))
+
+
+def resnet_units(params) -> tuple:
+  """Each BasicBlock's conv1 -> bn1 -> ReLU -> conv2."""
+  blocks = sorted(name for name in params if name.startswith('layer'))
+  return tuple(UnitLayer((b, 'conv1'), (b, 'bn1'), (b, 'conv2')) for b in blocks)
+
+
+def vgg_units(params) -> tuple:
+  """conv_i -> bn_i -> ReLU -> conv_{i+1} (not the last conv, whose channels
+  are pooled into the classifier), and the classifier's two hidden Linears."""
+  n = sum(1 for name in params if name.startswith('conv'))
+  convs = tuple(UnitLayer((f'conv{i}',), (f'bn{i}',), (f'conv{i + 1}',)) for i in range(1, n))
+  return convs + (UnitLayer(('classifier', 'fc1'), None, ('classifier', 'fc2')),
+                  UnitLayer(('classifier', 'fc2'), None, ('classifier', 'fc3')))
+
+
 # ------------------------------------------------------------- registry
 
 
@@ -281,6 +312,8 @@ class ModelSpec:
   # epoch mode 'auto' on CPU: XLA:CPU runs conv loop bodies far slower than
   # the same jitted step called from Python, so convnets use 'loop'.
   cpu_epoch_mode: str = 'loop'
+  # params -> the recycle.UnitLayers ReDo and Continual Backprop act on.
+  units: Callable = mlp_units
 
   def build(self, config, num_classes: int, backend: str | None = None) -> nn.Module:
     """The module for `config` (width, depth, precision) on `backend`
@@ -293,12 +326,14 @@ MODELS: dict[str, ModelSpec] = {
     'mlp': ModelSpec(lambda c, k, kn, dt: MLP(k, c.width, c.depth, kn.norm, dt),
                      ('head',), cpu_epoch_mode='scan'),
     'resnet18': ModelSpec(
-        lambda c, k, kn, dt: ResNet18(k, False, kn.conv, kn.norm, kn.pool, dt), ('fc',)),
+        lambda c, k, kn, dt: ResNet18(k, False, kn.conv, kn.norm, kn.pool, dt), ('fc',),
+        units=resnet_units),
     'resnet18_sota': ModelSpec(
-        lambda c, k, kn, dt: ResNet18(k, True, kn.conv, kn.norm, kn.pool, dt), ('fc',)),
+        lambda c, k, kn, dt: ResNet18(k, True, kn.conv, kn.norm, kn.pool, dt), ('fc',),
+        units=resnet_units),
     # The original's reset calls reset_parameters() on the three Linears.
     'vgg16': ModelSpec(lambda c, k, kn, dt: VGG16(k, kn.conv, kn.norm, kn.pool, dt),
-                       ('classifier',), head_init=torch_linear_reset),
+                       ('classifier',), head_init=torch_linear_reset, units=vgg_units),
 }
 
 

@@ -36,7 +36,7 @@ from dash_jax.errors import UserError
 TRAIN_TYPE_LABELS = {name: t.label for name, t in interventions.TRAINING_TYPES.items()}
 OPTIMIZER_ORDER = ('sgd', 'sam')
 COLORS = {'cold': 'C0', 'warm': 'C1', 'warm_rm': 'C4', 'reset': 'C5',
-          'l2_init': 'C8', 'sp': 'C2', 'dash': 'C3'}
+          'l2_init': 'C8', 'sp': 'C2', 'dash': 'C3', 'redo': 'C6', 'cbp': 'C9'}
 PALETTE = tuple(f'C{i}' for i in range(10))  # matplotlib's tab10: 10 distinct colours
 MARKERS = ('o', 's', '^', 'D', 'v', 'P', 'X', '*', '<', '>')
 # Config fields that may differ between the seeds of one row.

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from dash_jax import dash, optim, parallel, signals
+from dash_jax import dash, optim, parallel, recycle, signals
 from dash_jax.errors import UserError
 
 
@@ -383,6 +383,42 @@ def _scan_direction(state, data, buffer_idx, num_chunks_seen, alpha, chunk_size)
 def _direction_step(g, state, data, buffer_idx, i, alpha, chunk_size):
   get_batch, grad_fn = _direction_fns(state, data, buffer_idx, chunk_size)
   return dash.ema_update(g, grad_fn(state.params, get_batch(i)), alpha)
+
+
+def buffer_activity(state, data, buffer_idx, num_chunks_seen, layers, chunk_size,
+                    mode='scan'):
+  """Each unit's mean |activation| (recycle.unit_activity) over the buffer's
+  first `num_chunks_seen` chunks, in batches of one chunk, BatchNorm in
+  evaluation mode: the data and pass DASH's direction uses. `mode` as
+  full_data_direction's; both give the same numbers."""
+  if mode == 'scan':
+    return _scan_activity(state, data, buffer_idx, num_chunks_seen, layers=tuple(layers),
+                          chunk_size=chunk_size)
+  sums = None
+  for i in range(int(num_chunks_seen)):
+    acts = _chunk_activity(state, data, buffer_idx, i, layers=tuple(layers),
+                           chunk_size=chunk_size)
+    sums = acts if sums is None else [s + a for s, a in zip(sums, acts)]
+  return [s / num_chunks_seen for s in sums]
+
+
+def _activity_of_chunk(state, data, buffer_idx, i, layers, chunk_size):
+  get_batch, _ = _direction_fns(state, data, buffer_idx, chunk_size)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  return recycle.unit_activity(state.apply_fn, variables, get_batch(i)[0], layers)
+
+
+@functools.partial(jax.jit, static_argnames=('layers', 'chunk_size'))
+def _scan_activity(state, data, buffer_idx, num_chunks_seen, layers, chunk_size):
+  def body(i, sums):
+    acts = _activity_of_chunk(state, data, buffer_idx, i, layers, chunk_size)
+    return [s + a for s, a in zip(sums, acts)]
+  first = _activity_of_chunk(state, data, buffer_idx, 0, layers, chunk_size)
+  sums = jax.lax.fori_loop(1, num_chunks_seen, body, first)
+  return [s / num_chunks_seen for s in sums]
+
+
+_chunk_activity = jax.jit(_activity_of_chunk, static_argnames=('layers', 'chunk_size'))
 
 
 # ------------------------------------------------------- one experiment

@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD = [
     ('dataset', 'imagenet1k', "unknown dataset 'imagenet1k'; valid:"),
     ('model', 'resnet50', "unknown model 'resnet50'; valid:"),
-    ('train_type', 'cold,hot', "unknown train_type 'hot'; valid: cold, dash"),
+    ('train_type', 'cold,hot', "unknown train_type 'hot'; valid: cbp, cold, dash"),
     ('optimizer', 'adam', "unknown optimizer 'adam'; valid: sam, sgd"),
     ('dash_lambda', 0.0, 'config.dash_lambda=0.0 is outside (0.0, 1.0]'),
     ('dash_lambda', 1.5, 'config.dash_lambda=1.5 is outside (0.0, 1.0]'),
@@ -22,6 +22,9 @@ BAD = [
     ('dash_alpha', 0.0, 'config.dash_alpha=0.0 is outside (0.0, 1.0]'),
     ('converge_acc', 1.2, 'config.converge_acc=1.2 is outside (0.0, 1.0]'),
     ('num_chunks', 0, 'config.num_chunks=0 must be > 0'),
+    ('redo_tau', -0.1, 'config.redo_tau=-0.1 must be >= 0'),
+    ('cbp_replacement_rate', 2.0, 'config.cbp_replacement_rate=2.0 is outside [0.0, 1.0]'),
+    ('cbp_maturity_threshold', -1, 'config.cbp_maturity_threshold=-1 must be >= 0'),
     ('learning_rate', -0.1, 'config.learning_rate=-0.1 must be > 0'),
     ('batch_size', 0, 'config.batch_size=0 must be > 0'),
     ('max_epoch', 0, 'config.max_epoch=0 must be > 0'),

@@ -65,7 +65,7 @@ def test_every_training_type_with_sgd_and_sam(tiny_config, tmp_path):
   tiny_config.num_chunks = 2
   tiny_config.max_epoch = 2
   out = dash_jax.run(tiny_config, str(tmp_path))
-  assert len(out) == 14
+  assert len(out) == 2 * len(TRAINING_TYPES)
   for name, res in out.items():
     assert name == f"{res['config']['train_type']}-{res['config']['optimizer']}-seed0"
     assert all(np.isfinite(e['test_loss']) for e in res['experiments'])

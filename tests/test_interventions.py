@@ -12,7 +12,8 @@ from dash_jax.interventions import TRAINING_TYPES, Context, L2Init
 MODEL = models.MLP(num_classes=3, width=8, depth=2)
 TX = optim.sgd(0.1, 0.9)
 CONFIG = ConfigDict(dict(sp_lambda=0.3, sp_sigma=0.01, dash_lambda=0.3, dash_alpha=0.3,
-                         dash_per='kernel', l2_init_lambda=0.5, l2_init_form='sq_dist'))
+                         dash_per='kernel', l2_init_lambda=0.5, l2_init_form='sq_dist',
+                         redo_tau=0.1, cbp_replacement_rate=1e-4, cbp_maturity_threshold=100))
 
 
 def fresh(key):
@@ -45,17 +46,24 @@ def same(a, b):
 
 
 def test_registry_hooks():
-  assert set(TRAINING_TYPES) == {'cold', 'warm', 'warm_rm', 'reset', 'l2_init', 'sp', 'dash'}
+  assert set(TRAINING_TYPES) == {'cold', 'warm', 'warm_rm', 'reset', 'l2_init', 'sp', 'dash',
+                                 'redo', 'cbp'}
   assert TRAINING_TYPES['warm'] == interventions.TrainingType('Warm')
   assert TRAINING_TYPES['dash'].before is not None and TRAINING_TYPES['dash'].after is None
   assert [t.label for t in TRAINING_TYPES.values()] == [
-      'Cold', 'Warm', 'Warm ReM', 'Reset', 'L2 Init', 'S&P', 'DASH']
+      'Cold', 'Warm', 'Warm ReM', 'Reset', 'L2 Init', 'S&P', 'DASH', 'ReDo', 'CBP']
+  assert TRAINING_TYPES['redo'].before is not None and TRAINING_TYPES['cbp'].after is None
 
 
 def test_training_types_build_their_own_hyper_parameters():
   assert TRAINING_TYPES['dash'].hparams(CONFIG) == interventions.Dash(0.3, 0.3, 'kernel')
   assert TRAINING_TYPES['sp'].hparams(CONFIG) == interventions.ShrinkPerturb(0.3, 0.01)
   assert TRAINING_TYPES['l2_init'].regularizer_for(CONFIG) == L2Init(0.5, 'sq_dist')
+  assert TRAINING_TYPES['redo'].hparams(CONFIG) == interventions.Redo(0.1)
+  assert TRAINING_TYPES['cbp'].hparams(CONFIG) == interventions.Cbp(1e-4, 100)
+  assert not TRAINING_TYPES['redo'].active(interventions.Redo(0.0))
+  assert not TRAINING_TYPES['cbp'].active(interventions.Cbp(0.0, 100))
+  assert TRAINING_TYPES['cbp'].active(interventions.Cbp(1e-4, 100))
   assert all(TRAINING_TYPES[t].regularizer_for(CONFIG) is None
              for t in TRAINING_TYPES if t != 'l2_init')
 
