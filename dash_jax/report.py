@@ -1,6 +1,6 @@
 """The paper's Table 1 and Figure 1, made from this project's results.json files.
 
-    python -m dash_jax.report WORKDIR [WORKDIR ...] [--out DIR]
+    python -m dash_jax.report WORKDIR [WORKDIR ...] [--out DIR] [--against TYPE]
 
 Gathers every results.json below the given folders (so runs launched
 separately into one workdir, or into several, are compared together) and
@@ -8,7 +8,9 @@ writes report.md, report.csv and figure_<dataset>_<optimizer>.png into --out
 (default: the first folder). Runs of a sweep (config.swept) make a row per
 swept values; with one swept field, sensitivity_<field>.png plots the last
 experiment's test accuracy and the total steps against its values, as the
-paper's hyper-parameter analysis does.
+paper's hyper-parameter analysis does. Under each table, every training
+type's last test accuracy is compared seed by seed with DASH's (--against:
+another type's).
 """
 from __future__ import annotations
 
@@ -209,7 +211,7 @@ def _cell(row, m, marked):
   return f'**{text}**' if m.key in marked[row.key] else text
 
 
-def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
+def markdown(rows, figures=None, notes=(), sensitivity=None, against=paired.REFERENCE) -> str:
   """One table per dataset, rows optimizer x training type (x swept values),
   as Table 1. figures: (dataset, optimizer) -> path; sensitivity: field ->
   path."""
@@ -231,7 +233,8 @@ def markdown(rows, figures=None, notes=(), sensitivity=None) -> str:
                  f'{seeds} | ' + ' | '.join(_cell(r, m, marked) for m in METRICS) + ' |')
     out.append('')
     for rows_compared in _blocks(block).values():
-      out += paired.markdown(paired.against(rows_compared), lambda r: label(r.train_type, r.swept))
+      out += paired.markdown(paired.against(rows_compared, against),
+                             lambda r: label(r.train_type, r.swept), label(against))
     out += aggregate.environment_lines(
         (f'{r.optimizer.upper()} {label(r.train_type, r.swept)}', r.environments)
         for r in block)
@@ -466,8 +469,12 @@ class Report:
   skipped: list
 
 
-def write(dirs, out_dir=None) -> Report:
-  """Tables and figures for every complete run below `dirs`, into out_dir."""
+def write(dirs, out_dir=None, against=paired.REFERENCE) -> Report:
+  """Tables and figures for every complete run below `dirs`, into out_dir;
+  the paired tables compare every type with `against`."""
+  if against not in interventions.TRAINING_TYPES:
+    raise UserError(f'--against={against} is no training type; one of '
+                    f'{", ".join(interventions.TRAINING_TYPES)}')
   dirs = [dirs] if isinstance(dirs, str) else list(dirs)
   out_dir = out_dir or dirs[0]
   runs, skipped = gather(dirs)
@@ -505,7 +512,7 @@ def write(dirs, out_dir=None) -> Report:
     notes.append(f'{where}: not finished (no results.json yet, the table leaves '
                  f'them out): ' + ', '.join(f'seed {seed} in {folder}'
                                             for seed, folder in sorted(waiting)))
-  text = markdown(rows, figures, notes, sensitivity)
+  text = markdown(rows, figures, notes, sensitivity, against)
   paths = {'markdown': os.path.join(out_dir, 'report.md'),
            'csv': os.path.join(out_dir, 'report.csv'), **figures,
            **{('sensitivity', f): p for f, p in sensitivity.items()}}
@@ -524,9 +531,12 @@ def main(argv=None) -> int:
                       help='folders searched recursively for results.json')
   parser.add_argument('--out', default=None,
                       help='where report.md/.csv and the figures go (default: first WORKDIR)')
+  parser.add_argument('--against', default=paired.REFERENCE, metavar='TRAIN_TYPE',
+                      help='the training type the paired table compares every other with '
+                           f'(default: {paired.REFERENCE})')
   args = parser.parse_args(argv)
   try:
-    rep = write(args.dirs, args.out)
+    rep = write(args.dirs, args.out, args.against)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -404,3 +404,11 @@ def test_experiments_stopped_by_max_epoch_are_noted(tmp_path):
   text = report.write([root], str(tmp_path / 'out')).markdown
   assert 'Note: digits/sgd/cold: 1 of 2 experiments (over its seeds) hit max_epoch' in text
   assert 'digits/sgd/warm:' not in text
+
+
+def test_paired_table_against_another_type_and_an_unknown_one(results_dir, tmp_path, capsys):
+  text = report.write([str(results_dir)], str(tmp_path / 'out'), against='warm').markdown
+  assert 'Warm minus each type, paired by seed' in text
+  assert '| Warm - DASH | SGD | 2 | -26.00 (1.00) | 0 of 2 |' in text
+  assert report.main([str(results_dir), '--out', str(tmp_path / 'o2'), '--against', 'wram']) == 2
+  assert capsys.readouterr().err.startswith('error: --against=wram is no training type')
