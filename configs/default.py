@@ -72,6 +72,11 @@ def get_config():
   config.momentum = 0.9
   config.weight_decay = 0.0
   config.batch_size = 128
+  # An epoch's last batch of n mod batch_size examples: 'keep' (the original's
+  # drop_last=False), 'drop_small' (leave out one under 16 examples) or
+  # 'balanced' (ceil(n / batch_size) batches of near-equal size); the last
+  # two are deviations (docs/last_batch.md). Changes the numbers: a science field.
+  config.last_batch = 'keep'
   config.test_batch_size = 256
   config.rho = 0.1  # SAM radius
   config.sam_bn_second_pass = True  # SAM's 2nd pass also updates BN stats

@@ -182,13 +182,7 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   ds = data_lib.load(config)
   for model in {run_config(config, s).model for s in specs}:  # a convnet on features
     assembly.check_input_shape(model, ds)
-  checked = set()
-  for spec in specs:  # fail early: too many chunks, BatchNorm over batches of one
-    cfg = run_config(config, spec)
-    if (cfg.model, cfg.batch_size, cfg.num_chunks) not in checked:
-      checked.add((cfg.model, cfg.batch_size, cfg.num_chunks))
-      _, chunk_size = assembly.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
-      assembly.check_batch_of_one(cfg, ds, chunk_size)
+  check_batches(config, ds, specs, log if hosts.is_main else lambda line: None)
   if hosts.is_main:  # ... and claim the workdir once it has loaded
     claim_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')
@@ -212,6 +206,36 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   log(table)
   log('report: ' + ', '.join(rep.paths.values()))
   return all_results
+
+
+BATCH_FIELDS = ('num_chunks', 'batch_size', 'model', 'last_batch')
+
+
+def check_batches(config, ds, specs, log=print) -> None:
+  """Before training: refuse too many chunks or BatchNorm over batches of
+  one; say how many training examples the chunking leaves out and which
+  experiments end their epochs in a small batch (assembly.batch_notes), once
+  per setting (prefixed by it where the launch sweeps one)."""
+  settings = {}
+  for spec in specs:
+    cfg = run_config(config, spec)
+    settings.setdefault(tuple(cfg[f] for f in BATCH_FIELDS), cfg)
+  said = set()
+  for key, cfg in settings.items():
+    _, chunk_size = assembly.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
+    assembly.check_batch_of_one(cfg, ds, chunk_size)
+    left = len(ds.train_y) - cfg.num_chunks * chunk_size
+    lines = [] if not left else [
+        f'{cfg.num_chunks} chunks of {chunk_size:,} examples (N // num_chunks, as the '
+        f'original) train on {cfg.num_chunks * chunk_size:,} of the {len(ds.train_y):,} '
+        f'training examples: {left:,} left out']
+    for line in lines + assembly.batch_notes(cfg, ds, chunk_size):
+      varied = [f'{f}={v}' for f, v in zip(BATCH_FIELDS, key)
+                if len({k[BATCH_FIELDS.index(f)] for k in settings}) > 1]
+      line = f'[{", ".join(varied)}] {line}' if varied else line
+      if line not in said:
+        said.add(line)
+        log(line)
 
 
 def _start_workers(config, workdir, count) -> list:
