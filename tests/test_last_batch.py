@@ -15,8 +15,9 @@ def test_batch_sizes_of_each_mode():
   assert batches.batch_sizes(3330, 128, 'balanced') == [124] * 9 + [123] * 18
   assert batches.batch_sizes(390, 128, 'balanced') == [98, 98, 97, 97]
   assert batches.batch_sizes(390, 128, 'drop_small') == [128] * 3
-  for mode in batches.LAST_BATCH_MODES:  # nothing small: every mode keeps every example
-    assert batches.batch_sizes(3600, 128, mode) == [128] * 28 + [16], mode
+  assert batches.batch_sizes(3600, 128, 'drop_small') == [128] * 28 + [16]  # 16: not small
+  assert batches.batch_sizes(3600, 128, 'balanced') == [125] * 4 + [124] * 25  # always spread
+  for mode in batches.LAST_BATCH_MODES:
     assert batches.batch_sizes(100, 128, mode) == [100], mode  # one batch: the whole set
     assert batches.batch_sizes(256, 128, mode) == [128, 128], mode
   assert batches.batch_sizes(17, 8, 'drop_small') == [8, 8]  # small: under half a batch
