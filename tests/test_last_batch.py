@@ -59,3 +59,100 @@ def test_loop_and_scan_epochs_agree_off_keep(last_batch):
                        35, mode='scan', **dict(kw, last_batch='keep'))
   assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(s1.params),
                                                     jax.tree.leaves(s3.params)))
+
+
+@pytest.fixture(scope='module')
+def m1d(tmp_path_factory):
+  """MNIST-1D as the default launch loads it (4,000 training signals)."""
+  pytest.importorskip('tensorflow_datasets')
+  pytest.importorskip('mnist1d')
+  from configs.default import get_config
+  from dash_jax import data
+  config = get_config()
+  config.data_dir = str(tmp_path_factory.mktemp('tfds_m1d'))
+  return config, data.load(config)
+
+
+def test_the_launch_lists_mnist1d_in_6_chunks_ending_in_a_batch_of_2(m1d):
+  from dash_jax import runs
+  config, ds = m1d
+  config = config.copy_and_resolve_references()
+  config.num_chunks = 6
+  lines = []
+  runs.check_batches(config, ds, list(runs.run_specs(config)), lines.append)
+  assert len(lines) == 2, lines  # one line each: the left-out rows, the small batches
+  assert lines[0].endswith('train on 3,996 of the 4,000 training examples: 4 left out')
+  assert lines[1].startswith('small last batches (under 16 examples, batch_size=128;')
+  assert 'experiment 5: n=3,330, last batch 2 examples' in lines[1]
+  assert 'experiment 6' not in lines[1]  # 3,996 = 31 x 128 + 28
+  assert lines[1].endswith('--config.last_batch=balanced (or drop_small) or '
+                           '--config.batch_size=127 avoids it')
+  config.num_chunks = 10  # the default: 4,000 in chunks of 400, no batch under 16
+  lines = []
+  runs.check_batches(config, ds, list(runs.run_specs(config)), lines.append)
+  assert lines == []
+  config.num_chunks, config.last_batch = 6, ('drop_small', 'balanced')  # a sweep: prefixed
+  lines = []
+  runs.check_batches(config, ds, list(runs.run_specs(config)), lines.append)
+  assert lines[1] == ('[last_batch=drop_small] last_batch=drop_small leaves out each '
+                      'epoch\'s last batch at experiment 5: n=3,330, last batch 2 examples')
+  assert len(lines) == 2  # balanced: nothing small
+
+
+def _breast_cancer(tmp_path):
+  """The README's 'Your data' file: 398 training rows, 171 test rows."""
+  from sklearn.datasets import load_breast_cancer
+  x, y = load_breast_cancer(return_X_y=True)
+  order = np.random.default_rng(0).permutation(len(y))
+  test, train_rows = order[:171], order[171:]
+  path = tmp_path / 'breast_cancer.npz'
+  np.savez(path, x_train=x[train_rows], y_train=y[train_rows], x_test=x[test], y_test=y[test])
+  return str(path)
+
+
+def _bc_config(tmp_path, **overrides):
+  from configs.default import get_config
+  config = get_config()
+  config.update(dict(dataset=_breast_cancer(tmp_path), num_chunks=10, seeds='0',
+                     train_type='cold', width=16, max_epoch=1, converge_acc=1.0,
+                     runs_per_device=1, progress=False, tensorboard=False,
+                     compile_cache_dir=''))
+  config.update(overrides)
+  return config
+
+
+def test_398_rows_in_10_chunks_leave_8_out_and_exp_10_names_its_batch_of_6(tmp_path):
+  from dash_jax import runs
+  lines = []
+  res = runs.run(_bc_config(tmp_path), str(tmp_path / 'w'), log=lines.append)['cold-sgd-seed0']
+  assert ('10 chunks of 39 examples (N // num_chunks, as the original) train on 390 of '
+          'the 398 training examples: 8 left out') in lines
+  assert res['chunking'] == {'train_examples': 398, 'num_chunks': 10, 'chunk_size': 39,
+                             'left_out': 8}
+  assert any(line.startswith('small last batches') and
+             line.count('experiment ') == 1 and 'experiment 10: n=390, last batch 6 examples'
+             in line for line in lines)
+  done = [line for line in lines if ' exp ' in line]
+  assert len(done) == 10 and not res['experiments'][-1]['converged']  # max_epoch=1
+  assert done[-1].endswith('NOT CONVERGED (max_epoch=1 before converge_acc=1.0); '
+                           'likely cause: experiment 10\'s epochs (n=390) end in a batch of 6 '
+                           'examples, over which BatchNorm normalises noise; '
+                           '--config.last_batch=balanced (or drop_small) or '
+                           '--config.batch_size=124 avoids it')
+  assert not any('likely cause' in line for line in done[:-1])  # n <= 128, one batch
+
+
+@pytest.mark.parametrize('batch_size,cause', [(32, True), (13, False)])
+def test_a_nonfinite_loss_names_a_small_last_batch_only_where_there_is_one(
+    tmp_path, batch_size, cause):
+  from dash_jax import runs
+  from dash_jax.errors import UserError
+  config = _bc_config(tmp_path, batch_size=batch_size, learning_rate=1e30, max_epoch=5)
+  with pytest.raises(UserError) as e:  # experiment 1: n = 39 = 32 + 7, or 3 x 13
+    runs.run(config, str(tmp_path / 'w'), log=lambda line: None)
+  msg = str(e.value)
+  assert msg.startswith('cold-sgd-seed0: non-finite training loss') and '\n' not in msg
+  assert 'experiment 1,' in msg and msg.rstrip(')').endswith('lower --config.learning_rate')
+  assert ('likely cause: experiment 1\'s epochs (n=39) end in a batch of 7 examples' in msg) == cause
+  if cause:
+    assert msg.endswith('avoids it (else lower --config.learning_rate)')
