@@ -156,3 +156,35 @@ def test_a_nonfinite_loss_names_a_small_last_batch_only_where_there_is_one(
   assert ('likely cause: experiment 1\'s epochs (n=39) end in a batch of 7 examples' in msg) == cause
   if cause:
     assert msg.endswith('avoids it (else lower --config.learning_rate)')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('last_batch', ['balanced', 'drop_small'])
+def test_vmapped_seeds_and_resume_keep_the_plain_numbers_off_keep(tmp_path, last_batch):
+  """Chunks of 132 rows: n = 132, 264, 396 all end in a small batch (4, 8, 12)."""
+  import os
+  import shutil
+  from dash_jax import runs
+  from tests.test_seeds import _close, _numbers
+  config = _bc_config(tmp_path, num_chunks=3, train_type='dash', seeds='0,1', max_epoch=8,
+                      converge_acc=0.97, last_batch=last_batch, checkpoint_every_epochs=2,
+                      keep_checkpoints=20, checkpoint_min_interval_s=0.0)
+  quiet = lambda line: None
+  plain = _numbers(runs.run(config, str(tmp_path / 'plain'), log=quiet))
+  per_epoch = {'balanced': [2, 3, 4], 'drop_small': [1, 2, 3]}[last_batch]
+  for exps in plain.values():
+    assert [e['steps'] for e in exps] == [e['epochs'] * k for e, k in zip(exps, per_epoch)]
+  config.vmap_seeds = True
+  ref = _numbers(runs.run(config, str(tmp_path / 'vmap'), log=quiet))
+  _close(plain, ref)
+  ckpt_dir = tmp_path / 'vmap' / 'dash-sgd-seeds0_1' / 'checkpoints'
+  steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
+  assert len(steps) >= 3
+  for s in steps[-2:]:  # back to a save inside an experiment or after one
+    shutil.rmtree(ckpt_dir / str(s))
+  for run in ref:
+    os.remove(tmp_path / 'vmap' / run / 'results.json')
+  lines = []
+  again = _numbers(runs.run(config, str(tmp_path / 'vmap'), log=lines.append))
+  assert any('resuming at experiment' in line for line in lines)
+  assert again == ref
