@@ -220,19 +220,20 @@ def check_batches(config, ds, specs, log=print) -> None:
   for spec in specs:
     cfg = run_config(config, spec)
     settings.setdefault(tuple(cfg[f] for f in BATCH_FIELDS), cfg)
+  varied = [i for i, _ in enumerate(BATCH_FIELDS) if len({k[i] for k in settings}) > 1]
   said = set()
   for key, cfg in settings.items():
     _, chunk_size = assembly.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
     assembly.check_batch_of_one(cfg, ds, chunk_size)
     left = len(ds.train_y) - cfg.num_chunks * chunk_size
-    lines = [] if not left else [
+    lines = [] if not left else [(('num_chunks',), (
         f'{cfg.num_chunks} chunks of {chunk_size:,} examples (N // num_chunks, as the '
         f'original) train on {cfg.num_chunks * chunk_size:,} of the {len(ds.train_y):,} '
-        f'training examples: {left:,} left out']
-    for line in lines + assembly.batch_notes(cfg, ds, chunk_size):
-      varied = [f'{f}={v}' for f, v in zip(BATCH_FIELDS, key)
-                if len({k[BATCH_FIELDS.index(f)] for k in settings}) > 1]
-      line = f'[{", ".join(varied)}] {line}' if varied else line
+        f'training examples: {left:,} left out'))]
+    lines += [(BATCH_FIELDS, note) for note in assembly.batch_notes(cfg, ds, chunk_size)]
+    for fields, line in lines:
+      prefix = ', '.join(f'{BATCH_FIELDS[i]}={key[i]}' for i in varied if BATCH_FIELDS[i] in fields)
+      line = f'[{prefix}] {line}' if prefix else line
       if line not in said:
         said.add(line)
         log(line)

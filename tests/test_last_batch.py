@@ -74,6 +74,7 @@ def m1d(tmp_path_factory):
 
 
 def test_the_launch_lists_mnist1d_in_6_chunks_ending_in_a_batch_of_2(m1d):
+  from dash_jax import config as config_lib
   from dash_jax import runs
   config, ds = m1d
   config = config.copy_and_resolve_references()
@@ -91,7 +92,8 @@ def test_the_launch_lists_mnist1d_in_6_chunks_ending_in_a_batch_of_2(m1d):
   lines = []
   runs.check_batches(config, ds, list(runs.run_specs(config)), lines.append)
   assert lines == []
-  config.num_chunks, config.last_batch = 6, ('drop_small', 'balanced')  # a sweep: prefixed
+  config.num_chunks = 6
+  config_lib.set_sweep(config, 'last_batch', ('drop_small', 'balanced'))  # a sweep: prefixed
   lines = []
   runs.check_batches(config, ds, list(runs.run_specs(config)), lines.append)
   assert lines[1] == ('[last_batch=drop_small] last_batch=drop_small leaves out each '
