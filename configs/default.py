@@ -73,7 +73,7 @@ def get_config():
   config.weight_decay = 0.0
   config.batch_size = 128
   # An epoch's last batch of n mod batch_size examples: 'keep' (the original's
-  # drop_last=False), 'drop_small' (leave out one under 16 examples) or
+  # drop_last=False), 'drop_small' (leave out one under 32 examples) or
   # 'balanced' (ceil(n / batch_size) batches of near-equal size); the last
   # two are deviations (docs/last_batch.md). Changes the numbers: a science field.
   config.last_batch = 'keep'
