@@ -197,3 +197,17 @@ def test_vmapped_seeds_and_resume_keep_the_plain_numbers_off_keep(tmp_path, last
   again = _numbers(runs.run(config, str(tmp_path / 'vmap'), log=lines.append))
   assert any('resuming at experiment' in line for line in lines)
   assert again == ref
+
+
+def test_last_batch_is_a_checked_science_field():
+  from configs.default import get_config
+  from dash_jax import config as config_lib
+  from dash_jax.errors import UserError
+  config = get_config()
+  assert config.last_batch == 'keep'
+  assert 'last_batch' not in config_lib.EXECUTION_FIELDS | config_lib.UNSWEEPABLE_FIELDS
+  assert config_lib.upgrade({'learning_rate': 0.05})['last_batch'] == 'keep'  # older runs
+  config.last_batch = 'drop'
+  with pytest.raises(UserError, match=r"^unknown last_batch 'drop'; valid: balanced, "
+                     r"drop_small, keep$"):
+    config_lib.validate(config)
