@@ -208,7 +208,7 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   return all_results
 
 
-BATCH_FIELDS = ('num_chunks', 'batch_size', 'model', 'last_batch')
+BATCH_FIELDS = ('num_chunks', 'batch_size', 'model', 'depth', 'last_batch')  # depth: BatchNorm or not
 
 
 def check_batches(config, ds, specs, log=print) -> None:
