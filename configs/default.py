@@ -73,6 +73,11 @@ def get_config():
   config.momentum = 0.9  # SGD momentum
   config.weight_decay = 0.0  # L2 penalty added to the gradient, as PyTorch's SGD
   config.batch_size = 128  # training examples per step
+  # An epoch's last batch of n mod batch_size examples: 'keep' (the original's
+  # drop_last=False), 'drop_small' (leave out one under 32 examples) or
+  # 'balanced' (ceil(n / batch_size) batches of near-equal size); the last
+  # two are deviations (docs/last_batch.md). Changes the numbers: a science field.
+  config.last_batch = 'keep'
   config.test_batch_size = 256  # examples per evaluation step (no effect on accuracy)
   config.rho = 0.1  # SAM radius
   config.sam_bn_second_pass = True  # SAM's 2nd pass also updates BN stats

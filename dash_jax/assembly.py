@@ -12,7 +12,7 @@ import json
 import jax
 import numpy as np
 
-from dash_jax import interventions, models, optim, sota, train
+from dash_jax import batches, interventions, models, optim, sota, train
 from dash_jax import config as config_lib
 from dash_jax.errors import UserError
 
@@ -120,15 +120,43 @@ def check_input_shape(model_name, ds) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _one_value_batchnorm(model, input_shape) -> bool:
-  return models.batchnorm_values_per_channel(model, input_shape) == 1
+def _batchnorm_values(model, input_shape):
+  return models.batchnorm_values_per_channel(model, input_shape)
 
 
 def one_value_batchnorm(config, ds) -> bool:
   """Whether a training batch of one example gives some BatchNorm of the
   run's model one value per channel (an MLP's BatchNorm1d; not a convnet's
   BatchNorm2d over H x W > 1 values), which PyTorch refuses."""
-  return _one_value_batchnorm(make_model(config, ds.num_classes), tuple(ds.input_shape))
+  return _batchnorm_values(make_model(config, ds.num_classes), tuple(ds.input_shape)) == 1
+
+
+def has_batchnorm(config, ds) -> bool:
+  """Whether the run's model normalises by batch statistics in training."""
+  return _batchnorm_values(make_model(config, ds.num_classes), tuple(ds.input_shape)) is not None
+
+
+def effective_batch_size(config, chunk_size) -> int:
+  """A batch beyond the whole training set is that set, as a PyTorch
+  DataLoader gives it: one batch an epoch, not one padded to batch_size."""
+  return min(config.batch_size, config.num_chunks * chunk_size)
+
+
+def batch_notes(config, ds, chunk_size) -> list[str]:
+  """What the launch says about the run's epochs before training: the
+  experiments whose epochs end in a small batch where the model has
+  BatchNorm ('keep'), or whose last batch 'drop_small' leaves out."""
+  size = effective_batch_size(config, chunk_size)
+  listed = batches.listing(chunk_size, config.num_chunks, size)
+  if not listed or config.last_batch == 'balanced':
+    return []
+  if config.last_batch == 'drop_small':
+    return [f'last_batch=drop_small leaves out each epoch\'s last batch at {listed}']
+  if not has_batchnorm(config, ds):
+    return []
+  return [f'small last batches (under {batches.small_batch(size)} examples, batch_size={size}; '
+          f'BatchNorm over them is noise, which can stall or derail those experiments): '
+          f'{listed}; {batches.fix(chunk_size, config.num_chunks, size)}']
 
 
 def check_batch_of_one(config, ds, chunk_size) -> None:

@@ -5,6 +5,7 @@ import difflib
 import importlib.util
 import os
 
+from dash_jax import batches
 from dash_jax.defaults import DEFAULT_CONFIG, defaults  # noqa: F401 (public here too)
 from dash_jax.errors import UserError
 
@@ -51,7 +52,8 @@ _DERIVED_FIELDS = frozenset({'seed'})
 # Result-affecting fields added since runs were first saved: absent from an
 # older run's config means its default (upgrade), so older workdirs still resume.
 ADDED_FIELDS = ('precision', 'chunk_order', 'train_split', 'test_split', 'image_size',
-                'num_classes', 'redo_tau', 'cbp_replacement_rate', 'cbp_maturity_threshold')
+                'num_classes', 'redo_tau', 'cbp_replacement_rate', 'cbp_maturity_threshold',
+                'last_batch')
 CHUNK_ORDERS = ('random', 'given')
 # Derived run-config field: a file dataset's sha256 (data.fingerprinted).
 DATASET_SHA256 = 'dataset_sha256'
@@ -237,6 +239,7 @@ def _validate_single(config) -> None:
                     f'e.g. --config.seeds=0,1,2')
   data.check(config)  # a registered name, PATH.npz, tfds:NAME or folder:PATH
   _choice(config, 'chunk_order', CHUNK_ORDERS)
+  _choice(config, 'last_batch', batches.LAST_BATCH_MODES)
   _choice(config, 'model', models.MODELS)
   _choice(config, 'epoch_mode', EPOCH_MODES)
   _choice(config, 'normalize', NORMALIZE)

@@ -17,8 +17,8 @@ import time
 import jax
 import numpy as np
 
-from dash_jax import (assembly, checkpoint, compiles, interventions, models, monitor,
-                      parallel, provenance, results, signals, train)
+from dash_jax import (assembly, batches, checkpoint, compiles, interventions, models,
+                      monitor, parallel, provenance, results, signals, train)
 from dash_jax import data as data_lib
 from dash_jax.errors import UserError
 
@@ -148,7 +148,16 @@ def _run_group(ds, runs, workdir, log):
     finished = True
   finally:
     save_failed = _close(ckpts, observers, finished, save_failed)
-  return _write_results(runs, experiments, provenance.stamp_end(prov), save_failed)
+  return _write_results(runs, experiments, provenance.stamp_end(prov), save_failed,
+                        chunking(ds, g))
+
+
+def chunking(ds, g: Group) -> dict:
+  """results.json's 'chunking': the training examples, the chunks cut from
+  them (N // num_chunks each, as the original) and how many are left out."""
+  total, used = len(ds.train_y), g.config.num_chunks * g.chunk_size
+  return {'train_examples': total, 'num_chunks': g.config.num_chunks,
+          'chunk_size': g.chunk_size, 'left_out': total - used}
 
 
 # ------------------------------------------------------------- the setup
@@ -171,6 +180,7 @@ class Group:
   test: tuple  # (test_x, test_y)
   chunk_size: int
   mesh: object
+  batchnorm: bool = False  # the model normalises by batch statistics in training
 
   @property
   def seeds(self) -> list[int]:
@@ -194,9 +204,7 @@ def setup_group(ds: data_lib.Dataset, runs) -> Group:
   buffers = [assembly.chunk_buffer(labels.shape[1], config.num_chunks, r.seed,
                                    config.chunk_order) for r in runs]
   chunk_size = buffers[0][1]
-  # A batch beyond the whole training set is that set, as a PyTorch
-  # DataLoader gives it: one batch an epoch, not one padded to batch_size.
-  batch_size = min(config.batch_size, config.num_chunks * chunk_size)
+  batch_size = assembly.effective_batch_size(config, chunk_size)
   options = train.TrainOptions(
       step_cfg, batch_size, config.max_epoch, config.converge_acc,
       mode=assembly.epoch_mode(config), block=assembly.scan_block(config),
@@ -204,7 +212,7 @@ def setup_group(ds: data_lib.Dataset, runs) -> Group:
       checkpoint_every=config.checkpoint_every_epochs,
       # A last batch of one example is left out where BatchNorm would see
       # one value per channel (PyTorch raises there).
-      drop_single=assembly.one_value_batchnorm(config, ds))
+      drop_single=assembly.one_value_batchnorm(config, ds), last_batch=config.last_batch)
   data = parallel.replicate({
       'train_x': ds.train_x, 'train_y': labels.astype(np.int32),
       'mean': mean.astype(np.float32), 'std': std.astype(np.float32)}, mesh)
@@ -218,7 +226,7 @@ def setup_group(ds: data_lib.Dataset, runs) -> Group:
       options=options, data=data,
       buffer_idx=parallel.replicate(np.stack([b for b, _ in buffers]), mesh),
       test=parallel.replicate((ds.test_x, ds.test_y.astype(np.int32)), mesh),
-      chunk_size=chunk_size, mesh=mesh)
+      chunk_size=chunk_size, mesh=mesh, batchnorm=assembly.has_batchnorm(config, ds))
 
 
 def initial_states(g: Group):
@@ -250,10 +258,13 @@ def _observers(g: Group, experiments, log) -> list:
   """One monitor.RunObserver a run (only the first shows progress bars)."""
   def data_for(i):
     return dict(g.data, train_y=g.data['train_y'][i]), g.buffer_idx[i]
-  return [monitor.RunObserver(
+  observers = [monitor.RunObserver(
       r.config if i == 0 else monitor.without_progress(r.config), r.name, r.folder,
       data_for=functools.partial(data_for, i), chunk_size=g.chunk_size, log=log,
       completed=experiments[i]) for i, r in enumerate(g.runs)]
+  for obs in observers:
+    obs.not_converged_cause = functools.partial(likely_cause, g)
+  return observers
 
 
 # ----------------------------------------------------- the protocol's steps
@@ -323,7 +334,18 @@ def _train(g: Group, states, keys, j, progress, on_epoch, on_checkpoint):
         on_checkpoint=on_checkpoint)
   except train.NonFiniteLoss as e:
     name = g.runs[g.seeds.index(e.seed)].name if e.seed in g.seeds else g.runs[0].name
-    raise train.NonFiniteLoss(f'{name}: {e}', e.seed) from None
+    cause = likely_cause(g, j)
+    raise train.NonFiniteLoss(f'{name}: {e.what}', e.seed,
+                              f'{cause} (else {e.fix})' if cause else e.fix) from None
+
+
+def likely_cause(g: Group, j) -> str:
+  """Why experiment j may fail to converge or diverge, where its 'keep'
+  epochs end in a small batch for a BatchNorm model ('' otherwise)."""
+  if g.options.last_batch != 'keep' or not g.batchnorm:
+    return ''
+  return batches.likely_cause(j, j * g.chunk_size, g.options.batch_size, g.chunk_size,
+                              g.config.num_chunks)
 
 
 def _save_after(ckpts, g: Group, j, states, keys, experiments, prov):
@@ -361,13 +383,15 @@ def _save_midway(ckpts, j, start, states, keys, experiments, progress, prov):
   signals.check()
 
 
-def _write_results(runs, experiments, prov, save_failed=None) -> list[dict]:
-  """Each run's results.json; the results in order. A checkpoint save that
-  failed after the last experiment is reported once the results are safe."""
+def _write_results(runs, experiments, prov, save_failed=None, chunks=None) -> list[dict]:
+  """Each run's results.json (`chunks`: chunking's); the results in order. A
+  checkpoint save that failed after the last experiment is reported once the
+  results are safe."""
   out = []
   for run, exps in zip(runs, experiments):
     res = {'config': run.config.to_dict(), 'experiments': exps,
-           'summary': results.summarise(exps), 'provenance': prov}
+           'summary': results.summarise(exps), 'provenance': prov,
+           **({'chunking': chunks} if chunks else {})}
     path = os.path.join(run.folder, results.RESULTS)
     try:
       results.write_json(path, res)

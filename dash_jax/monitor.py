@@ -154,6 +154,8 @@ class RunObserver:
     """`data_for()` gives the run's (data, buffer_idx), read only when
     config.diagnostics measures on them."""
     self.config, self.name, self._log = config, name, log
+    # experiment -> why it may not converge ('' = nothing known); set by the loop
+    self.not_converged_cause = lambda experiment: ''
     self.num_chunks = config.num_chunks
     # disable=None: tqdm shows bars only on a terminal.
     disable = None if config.progress else True
@@ -214,9 +216,7 @@ class RunObserver:
              f'epochs={record["epochs"]:4d}  steps={record["steps"]:6d}  '
              f'train_acc={stats.last_epoch_acc:.3f}  test_acc={record["test_acc"]:.4f}  '
              f'{record["wall_s"]:.1f}s'
-             + ('' if record.get('converged', True) else
-                f'  NOT CONVERGED (max_epoch={self.config.max_epoch} before '
-                f'converge_acc={self.config.converge_acc})'))
+             + ('' if record.get('converged', True) else self._not_converged(j)))
     if self.writer is not None:
       for k in ('test_acc', 'test_loss', 'train_acc', 'train_loss', 'steps',
                 'epochs', 'wall_s'):
@@ -238,6 +238,11 @@ class RunObserver:
           **{f'diagnostics/{k}': v for k, v in record.get('diagnostics', {}).items()
              if not isinstance(v, list)}}, self.epochs_before)
     self.exp_bar.update(1)
+
+  def _not_converged(self, j) -> str:
+    cause = self.not_converged_cause(j)
+    return (f'  NOT CONVERGED (max_epoch={self.config.max_epoch} before '
+            f'converge_acc={self.config.converge_acc})' + (f'; {cause}' if cause else ''))
 
   def final(self) -> dict:
     """The headline figures of the experiments so far (all, once finished)."""

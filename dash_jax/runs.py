@@ -189,13 +189,7 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   data_lib.check_unchanged(config, ds)  # the file hashed above is the one loaded
   for model in {run_config(config, s).model for s in specs}:  # a convnet on features
     assembly.check_input_shape(model, ds)
-  checked = set()
-  for spec in specs:  # fail early: too many chunks, BatchNorm over batches of one
-    cfg = run_config(config, spec)
-    if (cfg.model, cfg.batch_size, cfg.num_chunks) not in checked:
-      checked.add((cfg.model, cfg.batch_size, cfg.num_chunks))
-      _, chunk_size = assembly.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
-      assembly.check_batch_of_one(cfg, ds, chunk_size)
+  check_batches(config, ds, specs, log if hosts.is_main else lambda line: None)
   if hosts.is_main:  # ... and claim the workdir once it has loaded
     claim_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')
@@ -229,6 +223,37 @@ def run_incremental(config, workdir: str, log=print) -> dict:
 
 def _count(n, noun) -> str:
   return f'{n} {noun}' + ('' if n == 1 else 'es' if noun.endswith('s') else 's')
+
+
+BATCH_FIELDS = ('num_chunks', 'batch_size', 'model', 'depth', 'last_batch')  # depth: BatchNorm or not
+
+
+def check_batches(config, ds, specs, log=print) -> None:
+  """Before training: refuse too many chunks or BatchNorm over batches of
+  one; say how many training examples the chunking leaves out and which
+  experiments end their epochs in a small batch (assembly.batch_notes), once
+  per setting (prefixed by it where the launch sweeps one)."""
+  settings = {}
+  for spec in specs:
+    cfg = run_config(config, spec)
+    settings.setdefault(tuple(cfg[f] for f in BATCH_FIELDS), cfg)
+  varied = [i for i, _ in enumerate(BATCH_FIELDS) if len({k[i] for k in settings}) > 1]
+  said = set()
+  for key, cfg in settings.items():
+    _, chunk_size = assembly.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
+    assembly.check_batch_of_one(cfg, ds, chunk_size)
+    left = len(ds.train_y) - cfg.num_chunks * chunk_size
+    lines = [] if not left else [(('num_chunks',), (
+        f'{cfg.num_chunks} chunks of {chunk_size:,} examples (N // num_chunks, as the '
+        f'original) train on {cfg.num_chunks * chunk_size:,} of the {len(ds.train_y):,} '
+        f'training examples: {left:,} left out'))]
+    lines += [(BATCH_FIELDS, note) for note in assembly.batch_notes(cfg, ds, chunk_size)]
+    for fields, line in lines:
+      prefix = ', '.join(f'{BATCH_FIELDS[i]}={key[i]}' for i in varied if BATCH_FIELDS[i] in fields)
+      line = f'[{prefix}] {line}' if prefix else line
+      if line not in said:
+        said.add(line)
+        log(line)
 
 
 def _start_workers(config, workdir, count) -> list:

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from dash_jax import dash, optim, parallel, recycle, signals
+from dash_jax import batches, dash, optim, parallel, recycle, signals
 from dash_jax.errors import UserError
 
 
@@ -38,14 +38,21 @@ class StepConfig:
   augment: Optional[Callable[[jax.Array, jax.Array], jax.Array]] = None
   # SoTA recipe: (epoch, batch, num_batches) -> learning rate of this step.
   lr_schedule: Optional[Callable[..., jax.Array]] = None
+  # config.last_batch='balanced': batch b holds its share of n over the
+  # epoch's batches (dash_jax/batches.py), not b * batch_size onwards.
+  balanced: bool = False
+
+
+LOWER_LR = 'lower --config.learning_rate'
 
 
 class NonFiniteLoss(UserError):
-  """A NaN/inf training loss; `seed` says which seed of a group (None: a plain run)."""
+  """A NaN/inf training loss: `what` happened, `fix` is what to do; `seed`
+  says which seed of a group (None: a plain run)."""
 
-  def __init__(self, message, seed=None):
-    super().__init__(message)
-    self.seed = seed
+  def __init__(self, what, seed=None, fix=LOWER_LR):
+    super().__init__(f'{what}; {fix}')
+    self.what, self.seed, self.fix = what, seed, fix
 
 
 def normalise(x_uint8, mean, std):
@@ -126,10 +133,22 @@ def epoch_order(key, buffer_idx, n, batch_size):
   return jnp.concatenate([order, jnp.zeros((batch_size,), order.dtype)])
 
 
-def _train_batch(data, order, b, n, batch_size, augment=None, key=None):
-  start = b * batch_size
+def _batch_span(b, n, batch_size, num_batches, balanced):
+  """(first position, mask) of batch b in the epoch order. 'balanced': the
+  first n mod k batches hold n // k + 1 examples, the others n // k."""
+  if not balanced:
+    start = b * batch_size
+    return start, (start + jnp.arange(batch_size) < n).astype(jnp.float32)
+  q, r = n // num_batches, n % num_batches
+  start = b * q + jnp.minimum(b, r)
+  return start, (jnp.arange(batch_size) < q + (b < r)).astype(jnp.float32)
+
+
+def _train_batch(data, order, span, batch_size, augment=None, key=None):
+  """The batch at `span` (_batch_span's (start, mask)): sliced, augmented,
+  normalised and sharded."""
+  start, mask = span
   idx = jax.lax.dynamic_slice(order, (start,), (batch_size,))
-  mask = (start + jnp.arange(batch_size) < n).astype(jnp.float32)
   x = data['train_x'][idx]
   if augment is not None:
     x = augment(key, x.astype(jnp.float32))
@@ -147,7 +166,8 @@ def _epoch_step(state, data, order, b, n, epoch, num_batches, key, step_cfg,
   aug_key = step_key = None
   if key is not None:
     aug_key, step_key = jax.random.split(jax.random.fold_in(key, b))
-  x, y, mask = _train_batch(data, order, b, n, batch_size, step_cfg.augment, aug_key)
+  span = _batch_span(b, n, batch_size, num_batches, step_cfg.balanced)
+  x, y, mask = _train_batch(data, order, span, batch_size, step_cfg.augment, aug_key)
   if step_cfg.lr_schedule is not None:
     lr = step_cfg.lr_schedule(epoch, b, num_batches)
     state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, lr))
@@ -485,6 +505,14 @@ class TrainOptions:
   # DataLoader(drop_last=False) would hand BatchNorm1d that batch and raise,
   # and Flax would zero its output. Other n: unchanged.
   drop_single: bool = False
+  # config.last_batch: 'keep' (the original), 'drop_small' or 'balanced'
+  # (dash_jax/batches.py).
+  last_batch: str = 'keep'
+
+  @property
+  def step(self) -> StepConfig:
+    """The step's static choices, with this epoch layout's."""
+    return dataclasses.replace(self.step_cfg, balanced=self.last_batch == 'balanced')
 
 
 def train_until_converged(states, keys, data, buffer_idx, n, opts: TrainOptions, *,
@@ -505,7 +533,7 @@ def train_until_converged(states, keys, data, buffer_idx, n, opts: TrainOptions,
   happened. Returns states, keys and one TrainStats a seed.
   """
   num_seeds = keys.shape[0]
-  num_batches = num_train_batches(n, opts.batch_size, opts.drop_single)
+  num_batches = batches.num_batches(n, opts.batch_size, opts.last_batch, opts.drop_single)
   progress = ([dataclasses.replace(p) for p in progress] if progress
               else [Progress() for _ in range(num_seeds)])
   done = [p.epochs > 0 and p.converged(opts.converge_acc, opts.max_epoch) for p in progress]
@@ -519,14 +547,14 @@ def train_until_converged(states, keys, data, buffer_idx, n, opts: TrainOptions,
         cap = min(cap, opts.checkpoint_every - epochs % opts.checkpoint_every)
       states, keys, count, metrics, ran = device_epochs(
           states, keys, active, data, buffer_idx, n, num_batches, epochs, cap,
-          threshold, step_cfg=opts.step_cfg, batch_size=opts.batch_size, block=opts.block)
+          threshold, step_cfg=opts.step, batch_size=opts.batch_size, block=opts.block)
       rows, ran = np.asarray(metrics)[:int(count)], np.asarray(ran)[:int(count)]
     else:
       keys, orders, step_keys = _epoch_draws(keys, active, buffer_idx, n, opts.batch_size)
       sums = jnp.zeros((num_seeds, 2), jnp.float32)
       for b in range(num_batches):
         states, sums = group_loop_step(
-            states, sums, active, data, orders, b, n, step_keys, step_cfg=opts.step_cfg,
+            states, sums, active, data, orders, b, n, step_keys, step_cfg=opts.step,
             batch_size=opts.batch_size, epoch=epochs, num_batches=num_batches)
       rows, ran = running_metrics(sums, num_batches)[None], np.asarray(active)[None]
     for row, ran_row in zip(np.asarray(rows, np.float32).tolist(), ran):
@@ -543,13 +571,9 @@ def train_until_converged(states, keys, data, buffer_idx, n, opts: TrainOptions,
   return states, keys, [p.stats(num_batches) for p in progress]
 
 
-def num_train_batches(n, batch_size, drop_single=False) -> int:
-  """Batches of an epoch over n examples; with `drop_single` a last batch of
-  one example is left out (see train_until_converged)."""
-  num_batches = math.ceil(n / batch_size)
-  if drop_single and n % batch_size == 1 and num_batches > 1:
-    num_batches -= 1
-  return num_batches
+def num_train_batches(n, batch_size, drop_single=False, last_batch='keep') -> int:
+  """Batches of an epoch over n examples (batches.num_batches)."""
+  return batches.num_batches(n, batch_size, last_batch, drop_single)
 
 
 def record_epoch(progress, acc, loss, experiment, seed=None):
@@ -559,7 +583,7 @@ def record_epoch(progress, acc, loss, experiment, seed=None):
     where = '' if seed is None else f'seed {seed}, '
     raise NonFiniteLoss(
         f'non-finite training loss ({loss}) at {where}experiment {experiment}, '
-        f'epoch {progress.epochs}; lower --config.learning_rate', seed)
+        f'epoch {progress.epochs}', seed)
   progress.acc_sum += acc
   progress.loss_sum += loss
   progress.last_acc = acc

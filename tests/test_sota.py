@@ -134,8 +134,9 @@ def test_recipe_inside_the_step_same_in_loop_and_scan_modes():
                                        looped.params, state.params))
   # The step's batch is augmented (DASH's direction pass reads the raw
   # buffer through its own batching, with no augmentation).
-  batch = jax.jit(train._train_batch, static_argnums=(4, 5))
+  batch = jax.jit(train._train_batch, static_argnums=(3, 4))
   aug_key = jax.random.split(jax.random.fold_in(key, 0))[0]
-  x_aug = batch(data, order, 0, 20, 8, step_cfg.augment, aug_key)[0]
-  x_raw = batch(data, order, 0, 20, 8, None, aug_key)[0]
+  span = train._batch_span(0, 20, 8, 3, False)
+  x_aug = batch(data, order, span, 8, step_cfg.augment, aug_key)[0]
+  x_raw = batch(data, order, span, 8, None, aug_key)[0]
   assert x_aug.shape == x_raw.shape and not bool(jnp.all(x_aug == x_raw))
