@@ -194,7 +194,8 @@ def run_incremental(config, workdir: str, log=print) -> dict:
     claim_workdir(config, workdir, specs, log)
   hosts.barrier('workdir checked')
   locks.join_launch(locks.me(), 'main process')
-  workers = _start_workers(config, workdir, config.runs_per_device - 1)
+  # No more processes than runs: a worker of a one-run launch would only start and stop.
+  workers = _start_workers(config, workdir, min(config.runs_per_device, len(specs)) - 1)
   if workers:
     log(f'started {_count(len(workers), "worker process")} '
         f'(pid {", ".join(str(w.pid) for w in workers)}) to share the runs '

@@ -347,3 +347,15 @@ def test_runs_per_device_packs_the_runs_into_worker_processes(tiny_config, tmp_p
   # The launch says it started its worker, and never calls it a stranger.
   assert any(l.startswith('started 1 worker process (pid ') for l in lines), lines
   assert not any('another process' in l for l in lines + worker_out), lines + worker_out
+
+
+def test_a_one_run_launch_starts_no_worker(tiny_config, tmp_path):
+  """runs_per_device=2 with one run: no worker process to start and stop."""
+  tiny_config.train_type = 'warm'
+  tiny_config.seeds = '0'
+  tiny_config.progress = False
+  tiny_config.runs_per_device = 2
+  lines = []
+  dash_jax.run(tiny_config, str(tmp_path / 'one'), log=lines.append)
+  assert not any(l.startswith('started ') for l in lines), lines
+  assert any(l.startswith('run 1/1: warm-') for l in lines), lines
