@@ -571,11 +571,6 @@ def train_until_converged(states, keys, data, buffer_idx, n, opts: TrainOptions,
   return states, keys, [p.stats(num_batches) for p in progress]
 
 
-def num_train_batches(n, batch_size, drop_single=False, last_batch='keep') -> int:
-  """Batches of an epoch over n examples (batches.num_batches)."""
-  return batches.num_batches(n, batch_size, last_batch, drop_single)
-
-
 def record_epoch(progress, acc, loss, experiment, seed=None):
   """Add one epoch's running figures; a NaN/inf loss stops the run loudly."""
   progress.epochs += 1

@@ -322,11 +322,11 @@ def test_which_models_see_one_value_per_channel_for_one_example():
 
 
 def test_only_a_last_batch_of_exactly_one_is_left_out():
-  from dash_jax.train import num_train_batches
-  assert num_train_batches(129, 128, drop_single=True) == 1
-  assert num_train_batches(129, 128) == 2  # no BatchNorm that needs it: kept
+  from dash_jax.batches import num_batches
+  assert num_batches(129, 128, drop_single=True) == 1
+  assert num_batches(129, 128) == 2  # no BatchNorm that needs it: kept
   for n in (1, 127, 128, 130, 255, 256, 62 * 20):  # every other n: as before
-    assert num_train_batches(n, 128, drop_single=True) == -(-n // 128), n
+    assert num_batches(n, 128, drop_single=True) == -(-n // 128), n
 
 
 @pytest.mark.slow
