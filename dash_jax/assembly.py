@@ -111,6 +111,13 @@ def chunk_buffer(num_train, num_chunks, seed, order='random'):
   return idx[:chunk_size * num_chunks].astype(np.int32), chunk_size
 
 
+def chunking(num_train, num_chunks, chunk_size) -> dict:
+  """What chunk_buffer keeps of `num_train` training examples (results.json's
+  'chunking'): num_chunks chunks of chunk_size, the remainder left out."""
+  return {'train_examples': num_train, 'num_chunks': num_chunks,
+          'chunk_size': chunk_size, 'left_out': num_train - num_chunks * chunk_size}
+
+
 def check_input_shape(model_name, ds) -> None:
   """A convnet needs images (H, W, C) per example; the MLP takes any shape."""
   if model_name != 'mlp' and len(ds.input_shape) != 3:

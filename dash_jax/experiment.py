@@ -149,15 +149,7 @@ def _run_group(ds, runs, workdir, log):
   finally:
     save_failed = _close(ckpts, observers, finished, save_failed)
   return _write_results(runs, experiments, provenance.stamp_end(prov), save_failed,
-                        chunking(ds, g))
-
-
-def chunking(ds, g: Group) -> dict:
-  """results.json's 'chunking': the training examples, the chunks cut from
-  them (N // num_chunks each, as the original) and how many are left out."""
-  total, used = len(ds.train_y), g.config.num_chunks * g.chunk_size
-  return {'train_examples': total, 'num_chunks': g.config.num_chunks,
-          'chunk_size': g.chunk_size, 'left_out': total - used}
+                        assembly.chunking(len(ds.train_y), g.config.num_chunks, g.chunk_size))
 
 
 # ------------------------------------------------------------- the setup
@@ -384,7 +376,7 @@ def _save_midway(ckpts, j, start, states, keys, experiments, progress, prov):
 
 
 def _write_results(runs, experiments, prov, save_failed=None, chunks=None) -> list[dict]:
-  """Each run's results.json (`chunks`: chunking's); the results in order. A
+  """Each run's results.json (`chunks`: assembly.chunking's); the results in order. A
   checkpoint save that failed after the last experiment is reported once the
   results are safe."""
   out = []

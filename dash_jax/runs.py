@@ -243,11 +243,11 @@ def check_batches(config, ds, specs, log=print) -> None:
   for key, cfg in settings.items():
     _, chunk_size = assembly.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
     assembly.check_batch_of_one(cfg, ds, chunk_size)
-    left = len(ds.train_y) - cfg.num_chunks * chunk_size
-    lines = [] if not left else [(('num_chunks',), (
+    kept = assembly.chunking(len(ds.train_y), cfg.num_chunks, chunk_size)
+    lines = [] if not kept['left_out'] else [(('num_chunks',), (
         f'{cfg.num_chunks} chunks of {chunk_size:,} examples (N // num_chunks, as the '
         f'original) train on {cfg.num_chunks * chunk_size:,} of the {len(ds.train_y):,} '
-        f'training examples: {left:,} left out'))]
+        f"training examples: {kept['left_out']:,} left out"))]
     lines += [(BATCH_FIELDS, note) for note in assembly.batch_notes(cfg, ds, chunk_size)]
     for fields, line in lines:
       prefix = ', '.join(f'{BATCH_FIELDS[i]}={key[i]}' for i in varied if BATCH_FIELDS[i] in fields)
