@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import difflib
-import importlib.util
-import os
 
 from dash_jax import batches
-from dash_jax.defaults import DEFAULT_CONFIG, defaults  # noqa: F401 (public here too)
+from dash_jax.defaults import DEFAULT_CONFIG, config_file_dict, defaults  # noqa: F401 (public here too)
 from dash_jax.errors import UserError
 
 OPTIMIZERS = ('sgd', 'sam')
@@ -89,14 +87,10 @@ def differing_fields(saved: dict, current: dict) -> list[str]:
 
 def _synthetic_fields() -> set:
   """The fields of the synthetic experiment: configs/synthetic.py's."""
-  path = os.path.join(os.path.dirname(DEFAULT_CONFIG), 'synthetic.py')
-  spec = importlib.util.spec_from_file_location('_dash_jax_synthetic_config', path)
-  module = importlib.util.module_from_spec(spec)
   try:
-    spec.loader.exec_module(module)
-  except FileNotFoundError:
+    return set(config_file_dict('synthetic'))
+  except UserError:  # no configs/synthetic.py: nothing to check against
     return set()
-  return set(module.get_config().keys())
 
 
 def check_known_fields(config, where='the config') -> None:

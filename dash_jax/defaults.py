@@ -16,17 +16,19 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 
 @functools.lru_cache(maxsize=None)
-def _default_dict() -> dict:
-  spec = importlib.util.spec_from_file_location('_dash_jax_default_config', DEFAULT_CONFIG)
+def config_file_dict(name: str) -> dict:
+  """configs/NAME.py's config as a dict (its fields and their values)."""
+  path = os.path.join(os.path.dirname(DEFAULT_CONFIG), f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'_dash_jax_{name}_config', path)
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)
   except FileNotFoundError:
-    raise UserError(f'{DEFAULT_CONFIG} is missing; the defaults of every field live '
-                    f'there (run from a checkout of the repository)') from None
+    raise UserError(f'{path} is missing; the defaults of every field live in configs/ '
+                    f'(run from a checkout of the repository)') from None
   return module.get_config().to_dict()
 
 
 def defaults() -> dict:
   """Every field's default: configs/default.py's config, as a dict."""
-  return dict(_default_dict())
+  return dict(config_file_dict('default'))
