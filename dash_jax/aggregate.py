@@ -112,6 +112,10 @@ class Row:
     swept = dict(self.swept)
     return swept[field] if field in swept else self.runs[0].config.get(field, '')
 
+  def spread(self, std_text: str) -> str:
+    """' (std)' after a cell's mean; '' for a row of one seed, which has none."""
+    return f' ({std_text})' if len(self.seeds) > 1 else ''
+
   def shown(self, field, scale=1.0) -> tuple[float, float]:
     """(mean, population std) over seeds of scale * `field`: a view's units
     (e.g. accuracy in %), each seed scaled before averaging."""

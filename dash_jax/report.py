@@ -207,7 +207,7 @@ def label(train_type: str, swept=()) -> str:
 
 def _cell(row, m, marked):
   mean, std = row.shown(m.key, m.scale)
-  text = f'{mean:.{m.digits}f}' + (f' ({std:.{m.digits}f})' if len(row.seeds) > 1 else '')
+  text = f'{mean:.{m.digits}f}' + row.spread(f'{std:.{m.digits}f}')
   return f'**{text}**' if m.key in marked[row.key] else text
 
 

@@ -31,9 +31,8 @@ def markdown(rows: list[aggregate.Row]) -> str:
           'seeds | test acc last (%) | test acc mean (%) | steps last | steps mean '
           '| steps total |')
   lines = [head, '|' + '---|' * (8 + len(swept))]
-  spread = lambda r, text: f' ({text})' if len(r.seeds) > 1 else ''  # one seed: none
-  pct = lambda r, f: f"{100 * r.mean[f]:.2f}" + spread(r, f'{100 * r.std[f]:.2f}')
-  num = lambda r, f: f"{r.mean[f]:.0f}" + spread(r, f'{r.std[f]:.0f}')
+  pct = lambda r, f: f"{100 * r.mean[f]:.2f}" + r.spread(f'{100 * r.std[f]:.2f}')
+  num = lambda r, f: f"{r.mean[f]:.0f}" + r.spread(f'{r.std[f]:.0f}')
   for r in rows:
     values = ''.join(f"{dict(r.swept).get(f, '')} | " for f in swept)
     lines.append(f"| {r.train_type} | {r.optimizer} | {values}{len(r.seeds)} | "
