@@ -92,8 +92,7 @@ def fingerprint(kind: str, target: str) -> dict | None:
       st = os.stat(path)
       return _file_digest(path, st.st_size, st.st_mtime_ns)
     except OSError as e:
-      raise UserError(f'dataset file {target}: cannot read it ({e.strerror}); fix or '
-                      f'replace the file') from None
+      raise _unreadable_file(target, e) from None
   if kind == 'folder':
     root = _existing_folder(target)
     files = _image_files(root, target)
@@ -108,6 +107,11 @@ def fingerprint(kind: str, target: str) -> dict | None:
     except OSError as e:
       raise _unreadable(target, os.path.relpath(e.filename or root, root), e.strerror) from None
   return None
+
+
+def _unreadable_file(target, e: OSError) -> UserError:
+  return UserError(f'dataset file {target}: cannot read it ({e.strerror}); fix or '
+                   f'replace the file')
 
 
 def _unreadable(target, rel, why) -> UserError:
@@ -284,8 +288,7 @@ def _open_npz(path, target):
     with open(path, 'rb') as raw:
       head = raw.read(6)
   except OSError as e:
-    raise UserError(f'dataset file {target}: cannot read it ({e.strerror}); fix or '
-                    f'replace the file') from None
+    raise _unreadable_file(target, e) from None
   if head.startswith(b'\x93NUMPY'):
     raise UserError(f'dataset file {target} holds one array (.npy), not an .npz; save '
                     f'{_SAVE_NPZ}')
