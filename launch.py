@@ -2,13 +2,13 @@
 
 Override any field: --config.train_type=dash --config.seeds=0. Re-running the
 same command resumes unfinished runs and skips finished ones. The same as the
-installed `dash-jax` command (dash_jax.cli.main).
+installed `dash-jax` command (dash_jax.launch.cli.main).
 """
 from dash_jax import signals
 
 signals.install()  # Ctrl-C from the first moment on: one line, exit 130
 
-from dash_jax import cli
+from dash_jax.launch import cli
 
 if __name__ == '__main__':
   cli.main()

@@ -31,7 +31,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dash_jax import assembly, models, optim, train  # noqa: E402
+from dash_jax import models, optim, setup, train  # noqa: E402
 
 LR, MOMENTUM, RHO = 0.01, 0.9, 0.1
 
@@ -49,7 +49,7 @@ class JaxBench:
     config = get_config()
     config.width, config.model = width, model_name
     self.model = models.get(model_name).build(config, 10)
-    self.mode = assembly.epoch_mode(config)  # what a launch would use
+    self.mode = setup.epoch_mode(config)  # what a launch would use
     self.n, self.batch_size = n, batch_size
     self.num_batches = math.ceil(n / batch_size)
     self.step_cfg = train.StepConfig(sam_rho=RHO if sam else None)
@@ -330,9 +330,9 @@ def torch_protocol(quick, loader='dataloader'):
   config = protocol_config(quick)
   start = time.perf_counter()
   ds = data_lib.load(config)
-  mean, std = assembly.normalisation(config, ds)
+  mean, std = setup.normalisation(config, ds)
   labels = data_lib.noisy_labels(ds.train_y, config.label_noise, ds.num_classes, 0)
-  buffer, _ = assembly.chunk_buffer(len(labels), config.num_chunks, 0)
+  buffer, _ = setup.chunk_buffer(len(labels), config.num_chunks, 0)
   prep = lambda x: torch.from_numpy(((x.astype(np.float32) - mean) / std).reshape(len(x), -1))
   torch.manual_seed(0)
   model = torch_ref.MLP(int(np.prod(ds.input_shape)), config.width, ds.num_classes)

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dash_jax
-from dash_jax import assembly, models, optim, train
+from dash_jax import models, optim, setup, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,7 +90,7 @@ def loop_epoch(compiled, state, data, order, n, steps):
 
 def scan_block() -> int:
   """Steps per host round trip of a compiled epoch on this backend."""
-  return 1 if jax.default_backend() == 'cpu' else assembly.SCAN_BLOCK_ACCELERATOR
+  return 1 if jax.default_backend() == 'cpu' else setup.SCAN_BLOCK_ACCELERATOR
 
 
 def _one_epoch(states, keys, data, buffer_idx, n, steps, step_cfg, batch, block):
@@ -129,11 +129,11 @@ def evaluate(state, x, y, mean, std, batch):
 
 
 def epoch_mode() -> str:
-  """What a launch picks for ResNet-18 on this backend (assembly.epoch_mode)."""
+  """What a launch picks for ResNet-18 on this backend (setup.epoch_mode)."""
   from configs.digits import get_config
   config = get_config()
   config.model = 'resnet18'
-  return assembly.epoch_mode(config)
+  return setup.epoch_mode(config)
 
 
 def run_protocol(overrides: dict, workdir: str) -> dict:
@@ -199,7 +199,7 @@ NOT_IN_SMOKE = 'not measured in --smoke (the GPU run measures it)'
 
 # Epoch modes timed: a jitted step a batch from Python; a compiled epoch with
 # one host round trip a step ('scan', block 1); and with a fixed-length block
-# of steps a round trip ('scan-block', assembly.SCAN_BLOCK_ACCELERATOR; 1 on CPU).
+# of steps a round trip ('scan-block', setup.SCAN_BLOCK_ACCELERATOR; 1 on CPU).
 MODES = ('loop', 'scan', 'scan-block')
 # Row names, in table order; tests/test_device_check.py checks each is there.
 STEP_ROWS = [f'ResNet-18 {opt} step, {dtype}, {mode}'

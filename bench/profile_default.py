@@ -67,19 +67,20 @@ def _load_config(path, overrides):
 
 def instrument(timers: Timers) -> None:
   """Timers around the stages every launch goes through."""
-  from dash_jax import checkpoint, data, interventions, report, summary, train
+  from dash_jax import checkpoint, data, train, training_types
+  from dash_jax.launch import report, tables
   train.train_until_converged = timers.wrap(train.train_until_converged, 'training steps')
   train.evaluate = timers.wrap(train.evaluate, 'evaluation (test set)')
   data.load = timers.wrap(data.load, 'data load', block=False)
   checkpoint.RunCheckpoints.save = timers.wrap(checkpoint.RunCheckpoints.save,
                                                'checkpoint saves', block=False)
-  for name, tt in list(interventions.TRAINING_TYPES.items()):
+  for name, tt in list(training_types.TRAINING_TYPES.items()):
     label = ('DASH direction + shrink' if name == 'dash'
              else f'{name} intervention')
-    interventions.TRAINING_TYPES[name] = dataclasses.replace(
+    training_types.TRAINING_TYPES[name] = dataclasses.replace(
         tt, before=tt.before and timers.wrap(tt.before, label),
         after=tt.after and timers.wrap(tt.after, label))
-  for module in (summary, report):
+  for module in (tables, report):
     for attr in ('write', 'write_report'):
       if hasattr(module, attr):
         setattr(module, attr, timers.wrap(getattr(module, attr), 'summary and report',

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.digits import get_config
-from dash_jax import assembly, models, optim, train
+from dash_jax import models, optim, setup, train
 
 # Dense (no sparsity) TF32 tensor-core peak, TFLOP/s, by jax device_kind.
 PEAK_TFLOPS = {
@@ -58,7 +58,7 @@ def measure(step_cfg, steps, repeats, batch_size=128, precision='float32'):
       'mean': np.full((3,), 125.0, np.float32), 'std': np.full((3,), 63.0, np.float32)})
   buffer_idx = jnp.arange(n, dtype=jnp.int32)
   order = train.epoch_order(jax.random.PRNGKey(1), buffer_idx, n, batch_size)
-  scan = models.epoch_mode('resnet18') == 'scan'  # as assembly.epoch_mode
+  scan = models.epoch_mode('resnet18') == 'scan'  # as setup.epoch_mode
   group_data = dict(data, train_y=data['train_y'][None])  # a group of one seed
 
   flops = None
@@ -77,7 +77,7 @@ def measure(step_cfg, steps, repeats, batch_size=128, precision='float32'):
       states, _, _, sums, _ = train.device_epochs(
           states, keys, jnp.ones((1,), bool), group_data, buffer_idx[None], n, steps,
           0, 1, np.float32(2.0), step_cfg=step_cfg, batch_size=batch_size,
-          block=assembly.SCAN_BLOCK_ACCELERATOR)
+          block=setup.SCAN_BLOCK_ACCELERATOR)
       state = train.take_seed(states, 0)
     else:
       sums = jnp.zeros((2,), jnp.float32)

@@ -108,7 +108,7 @@ def get_config():
   # Execution.
   config.epoch_mode = 'auto'  # 'auto', 'loop' (jitted step) or 'scan'
   # Steps per host round trip inside a compiled ('scan') epoch; 0 = auto
-  # (1 on CPU, 16 on accelerators: dash_jax/assembly.py).
+  # (1 on CPU, 16 on accelerators: dash_jax/setup.py).
   config.scan_block = 0
   config.devices = 0  # data-parallel over this many local devices; 0 = all
   config.vmap_seeds = False  # train the listed seeds together as one program

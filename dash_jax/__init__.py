@@ -7,5 +7,5 @@ __all__ = ['__version__', 'run']
 
 def run(config, workdir, log=print):
   """Run a launch (every train_type x optimizer x seed) into `workdir`."""
-  from dash_jax import runs
+  from dash_jax.launch import runs
   return runs.run(config, workdir, log)

@@ -17,7 +17,7 @@ import sys
 import time
 
 from dash_jax import _version
-from dash_jax import config as config_lib
+from dash_jax.launch import config as config_lib
 
 DIST_NAME = 'dash-jax'
 # Always recorded (None when absent); the optional ones only when installed.

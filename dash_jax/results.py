@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from dash_jax import config as config_lib
+from dash_jax.launch import config as config_lib
 from dash_jax.errors import UserError
 
 RESULTS = 'results.json'

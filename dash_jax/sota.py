@@ -12,7 +12,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from dash_jax import augment
-from dash_jax.config import parse_list
+from dash_jax.launch.config import parse_list
 
 # torchvision transforms of the original code, per dataset (train split only).
 AUGMENTATIONS = {

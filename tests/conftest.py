@@ -63,14 +63,15 @@ def mock_tfds():
 
 @pytest.fixture
 def launch_in_process(monkeypatch, capsys):
-  """`python launch.py ARGS` (dash_jax.cli.main, as the `dash-jax` command)
+  """`python launch.py ARGS` (dash_jax.launch.cli.main, as the `dash-jax` command)
   called in this process: (exit code, stdout, stderr). For what a launch
   says about bad input; tests of signals, imports or a second process start
   a real one. The process-wide set-up main() does for a real launch (signal
   handlers, absl's logging handler) is left out here."""
   from absl import logging as absl_logging
 
-  from dash_jax import cli, signals
+  from dash_jax import signals
+  from dash_jax.launch import cli
   monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
   monkeypatch.setattr(absl_logging, 'use_absl_handler', lambda: None)
   verbosity = absl_logging.get_verbosity()

@@ -3,7 +3,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from dash_jax import compiles, runs
+from dash_jax import compiles
+from dash_jax.launch import runs
 
 
 def test_counter_counts_new_shapes_only():

@@ -5,8 +5,9 @@ import os
 import pytest
 
 from configs.digits import get_config
-from dash_jax import config as config_lib
-from dash_jax import results, runs
+from dash_jax.launch import config as config_lib
+from dash_jax import results
+from dash_jax.launch import runs
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +107,7 @@ def test_config_names_a_shipped_config_or_a_file(tmp_path, monkeypatch, capsys):
   """`--config default` (the `dash-jax` command, from any folder) is the
   shipped configs/default.py; a path stays a path; a name of nothing is one
   line."""
-  from dash_jax import cli
+  from dash_jax.launch import cli
   shipped = cli.shipped_configs()
   assert shipped['default'] == os.path.join(ROOT, 'configs', 'default.py')
   assert 'paper' not in shipped and '__init__' not in shipped  # no get_config()

@@ -59,7 +59,7 @@ def test_different_seeds_differ(tiny_config, tmp_path):
 
 @pytest.mark.slow
 def test_every_training_type_with_sgd_and_sam(tiny_config, tmp_path):
-  from dash_jax.interventions import TRAINING_TYPES
+  from dash_jax.training_types import TRAINING_TYPES
   tiny_config.train_type = ','.join(TRAINING_TYPES)
   tiny_config.optimizer = 'sgd,sam'
   tiny_config.num_chunks = 2

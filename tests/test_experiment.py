@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import dash_jax
-from dash_jax import assembly, interventions, sota, train
+from dash_jax import setup, sota, train, training_types
 from dash_jax import data as data_lib
 
 
@@ -30,14 +30,14 @@ def spy(monkeypatch):
   monkeypatch.setattr(train, 'train_until_converged', train_spy)
 
   def watch(name, hook):
-    tt = interventions.TRAINING_TYPES[name]
+    tt = training_types.TRAINING_TYPES[name]
     real = getattr(tt, hook)
 
     def fn(state, ctx):
       out = real(state, ctx)
       events.append((name, ctx.experiment, state, ctx, out))
       return out
-    monkeypatch.setitem(interventions.TRAINING_TYPES, name,
+    monkeypatch.setitem(training_types.TRAINING_TYPES, name,
                         dataclasses.replace(tt, **{hook: fn}))
   return events, watch
 
@@ -47,8 +47,8 @@ def _independent_direction(config, state, j, alpha):
   un-augmented normalised pixels, one chunk a batch."""
   ds = data_lib.load(config)
   labels = data_lib.noisy_labels(ds.train_y, config.label_noise, ds.num_classes, 0)
-  buffer, chunk = assembly.chunk_buffer(len(labels), config.num_chunks, 0)
-  mean, std = assembly.normalisation(config, ds)
+  buffer, chunk = setup.chunk_buffer(len(labels), config.num_chunks, 0)
+  mean, std = setup.normalisation(config, ds)
   g = jax.tree.map(jnp.zeros_like, state.params)
   for i in range(j):
     idx = buffer[i * chunk:(i + 1) * chunk]

@@ -258,7 +258,7 @@ def test_a_non_finite_loss_names_the_run(tiny_config, tmp_path, vmap):
 def test_report_marks_runs_that_have_not_finished(tmp_path, capsys):
   import json
 
-  from dash_jax import report
+  from dash_jax.launch import report
   for seed in (0, 1, 2):
     config = {'experiment': 'incremental', 'dataset': 'digits', 'optimizer': 'sgd',
               'train_type': 'warm', 'seeds': str(seed), 'num_chunks': 2}
@@ -284,7 +284,8 @@ def test_a_worker_reads_its_config_from_stdin(tmp_path, monkeypatch):
   import io
   import pickle
 
-  from dash_jax import data, runs, signals
+  from dash_jax import data, signals
+  from dash_jax.launch import runs
   from configs.digits import get_config
   monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(pickle.dumps(get_config()))))
   monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
@@ -306,7 +307,7 @@ def test_a_worker_reads_its_config_from_stdin(tmp_path, monkeypatch):
 
 
 def test_batch_size_one_with_batchnorm_is_refused_before_compute(tiny_config, tmp_path):
-  from dash_jax import runs
+  from dash_jax.launch import runs
   tiny_config.batch_size = 1
   with pytest.raises(UserError, match=r'^config.batch_size=1: BatchNorm in model mlp would '
                      r'normalise one value per channel') as e:
@@ -409,8 +410,8 @@ def test_a_read_only_workdir_mid_run_is_one_line_naming_the_event_file(tiny_conf
   import threading
 
   import dash_jax
-  from dash_jax import monitor
-  monitor._tensorboard_without_tf()
+  from dash_jax import observers
+  observers._tensorboard_without_tf()
   from tensorboard.summary.writer import event_file_writer
   calls = []
   real_write = event_file_writer.RecordWriter.write

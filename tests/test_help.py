@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from dash_jax import config as config_lib
-from dash_jax import defaults, fieldhelp
+from dash_jax.launch import config as config_lib
+from dash_jax.launch import defaults, fieldhelp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

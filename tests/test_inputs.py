@@ -208,11 +208,11 @@ def test_a_download_probes_before_tfds_downloads(monkeypatch):
 
 
 def _parse(capsys, *argv):
-  """dash_jax.cli's flag parsing of `launch.py ARGV` (no launch): (exit code,
+  """dash_jax.launch.cli's flag parsing of `launch.py ARGV` (no launch): (exit code,
   the config, stderr)."""
   from absl import flags
 
-  from dash_jax import cli
+  from dash_jax.launch import cli
   cli._define_flags()
   for name in [n for n in flags.FLAGS if n.startswith('config.')]:
     delattr(flags.FLAGS, name)
@@ -269,7 +269,7 @@ def test_get_config_returning_no_config_dict_says_so(tmp_path, capsys, extra):
 
 
 def test_a_comma_in_a_file_name_is_no_list(tmp_path, capsys):
-  from dash_jax import cli
+  from dash_jax.launch import cli
   path = write_npz(tmp_path / 'a,b.npz')
   folder = write_folder(tmp_path / 'im,gs')
   for value in (path, f'npz:{path}', f'folder:{folder}'):
@@ -300,7 +300,7 @@ def _fake_worker(code_text, error=b''):
 def test_a_worker_that_finds_the_file_changed_stops_the_launch_with_its_line(
     tiny_config, tmp_path, monkeypatch):
   import dash_jax
-  from dash_jax import runs
+  from dash_jax.launch import runs
   message = b'data.npz changed while this launch ran (sha256 ...)'
   monkeypatch.setattr(runs, '_start_workers', lambda config, workdir, count: [
       _fake_worker('sys.exit(2)', message)])
@@ -313,7 +313,8 @@ def test_a_worker_that_finds_the_file_changed_stops_the_launch_with_its_line(
 
 def test_a_worker_compares_the_data_it_loads_with_the_launchs_sha256(tmp_path, monkeypatch):
   import io
-  from dash_jax import runs, signals
+  from dash_jax import signals
+  from dash_jax.launch import runs
   path = write_npz(tmp_path / 'f.npz')
   config = data.fingerprinted(_config(path))
   write_npz(tmp_path / 'f.npz', x_train=features(60, seed=5)[0])  # replaced mid-launch
@@ -339,7 +340,7 @@ def test_a_worker_compares_the_data_it_loads_with_the_launchs_sha256(tmp_path, m
 @pytest.mark.slow
 def test_a_killed_worker_leaves_the_tables_to_the_parent(tiny_config, tmp_path, monkeypatch):
   import dash_jax
-  from dash_jax import runs
+  from dash_jax.launch import runs
   tiny_config.num_chunks, tiny_config.max_epoch, tiny_config.width = 2, 1, 8
   monkeypatch.setattr(runs, '_start_workers', lambda config, workdir, count: [
       _fake_worker('os.kill(os.getpid(), 9)')])
@@ -353,7 +354,7 @@ def test_a_killed_worker_leaves_the_tables_to_the_parent(tiny_config, tmp_path, 
 
 
 def test_workers_get_their_config_without_a_file_in_the_workdir(tiny_config, tmp_path):
-  from dash_jax import runs
+  from dash_jax.launch import runs
   workers = runs._start_workers(tiny_config, str(tmp_path), 1)
   try:
     assert os.listdir(tmp_path) == []  # was .workers-*.pkl, left behind by kill -9
@@ -434,7 +435,7 @@ def test_jax_platforms_without_that_platform_is_one_line_exit_2(tmp_path, platfo
 
 
 def test_a_launch_removes_worker_files_earlier_versions_left(tiny_config, tmp_path):
-  from dash_jax import runs
+  from dash_jax.launch import runs
   (tmp_path / '.workers-abc.pkl').write_bytes(b'old')
   (tmp_path / 'notes.pkl').write_bytes(b'mine')
   runs.claim_workdir(tiny_config, str(tmp_path), list(runs.run_specs(tiny_config)),

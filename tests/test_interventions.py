@@ -6,8 +6,8 @@ import pytest
 from ml_collections import ConfigDict
 
 from configs.digits import get_config
-from dash_jax import interventions, models, optim, train
-from dash_jax.interventions import TRAINING_TYPES, Context, L2Init
+from dash_jax import models, optim, train, training_types
+from dash_jax.training_types import TRAINING_TYPES, Context, L2Init
 
 MODEL = models.MLP(num_classes=3, width=8, depth=2)
 TX = optim.sgd(0.1, 0.9)
@@ -48,7 +48,7 @@ def same(a, b):
 def test_registry_hooks():
   assert set(TRAINING_TYPES) == {'cold', 'warm', 'warm_rm', 'reset', 'l2_init', 'sp', 'dash',
                                  'redo', 'cbp'}
-  assert TRAINING_TYPES['warm'] == interventions.TrainingType('Warm')
+  assert TRAINING_TYPES['warm'] == training_types.TrainingType('Warm')
   assert TRAINING_TYPES['dash'].before is not None and TRAINING_TYPES['dash'].after is None
   assert [t.label for t in TRAINING_TYPES.values()] == [
       'Cold', 'Warm', 'Warm ReM', 'Reset', 'L2 Init', 'S&P', 'DASH', 'ReDo', 'CBP']
@@ -56,27 +56,27 @@ def test_registry_hooks():
 
 
 def test_training_types_build_their_own_hyper_parameters():
-  assert TRAINING_TYPES['dash'].hparams(CONFIG) == interventions.Dash(0.3, 0.3, 'kernel')
-  assert TRAINING_TYPES['sp'].hparams(CONFIG) == interventions.ShrinkPerturb(0.3, 0.01)
+  assert TRAINING_TYPES['dash'].hparams(CONFIG) == training_types.Dash(0.3, 0.3, 'kernel')
+  assert TRAINING_TYPES['sp'].hparams(CONFIG) == training_types.ShrinkPerturb(0.3, 0.01)
   assert TRAINING_TYPES['l2_init'].regularizer_for(CONFIG) == L2Init(0.5, 'sq_dist')
-  assert TRAINING_TYPES['redo'].hparams(CONFIG) == interventions.Redo(0.1)
-  assert TRAINING_TYPES['cbp'].hparams(CONFIG) == interventions.Cbp(1e-4, 100)
-  assert not TRAINING_TYPES['redo'].active(interventions.Redo(0.0))
-  assert not TRAINING_TYPES['cbp'].active(interventions.Cbp(0.0, 100))
-  assert TRAINING_TYPES['cbp'].active(interventions.Cbp(1e-4, 100))
+  assert TRAINING_TYPES['redo'].hparams(CONFIG) == training_types.Redo(0.1)
+  assert TRAINING_TYPES['cbp'].hparams(CONFIG) == training_types.Cbp(1e-4, 100)
+  assert not TRAINING_TYPES['redo'].active(training_types.Redo(0.0))
+  assert not TRAINING_TYPES['cbp'].active(training_types.Cbp(0.0, 100))
+  assert TRAINING_TYPES['cbp'].active(training_types.Cbp(1e-4, 100))
   assert all(TRAINING_TYPES[t].regularizer_for(CONFIG) is None
              for t in TRAINING_TYPES if t != 'l2_init')
 
 
 def test_warm_rm_zeroes_momentum_keeps_weights(trained):
   assert any(np.any(np.asarray(t) != 0) for t in jax.tree.leaves(momentum(trained)))
-  out = interventions.warm_rm(trained, ctx())
+  out = training_types.warm_rm(trained, ctx())
   assert same(out.params, trained.params) and same(out.batch_stats, trained.batch_stats)
   assert all(np.all(np.asarray(t) == 0) for t in jax.tree.leaves(momentum(out)))
 
 
 def test_cold_replaces_everything(trained):
-  out = interventions.cold(trained, ctx())
+  out = training_types.cold(trained, ctx())
   for name in ('fc1', 'head'):
     assert not np.allclose(out.params[name]['kernel'], trained.params[name]['kernel'])
   assert all(np.all(np.asarray(t) == 0) for t in jax.tree.leaves(momentum(out)))
@@ -85,7 +85,7 @@ def test_cold_replaces_everything(trained):
 
 
 def test_reset_changes_only_the_head(trained):
-  out = interventions.reset(trained, ctx())
+  out = training_types.reset(trained, ctx())
   assert same(out.params['fc1'], trained.params['fc1'])
   assert same(out.params['bn1'], trained.params['bn1'])
   assert not np.allclose(out.params['head']['kernel'], trained.params['head']['kernel'])
@@ -190,7 +190,7 @@ def test_reset_redraws_vgg_classifier_as_reset_parameters():
 
 @pytest.mark.slow
 def test_shrink_perturb_leaves_batchnorm(trained):
-  out = interventions.shrink_perturb(trained, ctx(train_type='sp'))
+  out = training_types.shrink_perturb(trained, ctx(train_type='sp'))
   assert same(out.params['bn1'], trained.params['bn1'])
   assert same(out.batch_stats, trained.batch_stats)
   assert same(momentum(out), momentum(trained))

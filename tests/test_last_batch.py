@@ -75,8 +75,8 @@ def m1d(tmp_path_factory):
 
 
 def test_the_launch_lists_mnist1d_in_6_chunks_ending_in_a_batch_of_2(m1d):
-  from dash_jax import config as config_lib
-  from dash_jax import runs
+  from dash_jax.launch import config as config_lib
+  from dash_jax.launch import runs
   config, ds = m1d
   config = config.copy_and_resolve_references()
   config.num_chunks = 6
@@ -129,7 +129,7 @@ def _bc_config(tmp_path, **overrides):
 
 
 def test_398_rows_in_10_chunks_leave_8_out_and_exp_10_names_its_batch_of_6(tmp_path):
-  from dash_jax import runs
+  from dash_jax.launch import runs
   lines = []
   res = runs.run(_bc_config(tmp_path), str(tmp_path / 'w'), log=lines.append)['cold-sgd-seed0']
   assert ('10 chunks of 39 examples (N // num_chunks, as the original) train on 390 of '
@@ -154,7 +154,7 @@ def test_398_rows_in_10_chunks_leave_8_out_and_exp_10_names_its_batch_of_6(tmp_p
 @pytest.mark.parametrize('batch_size,cause', [(32, True), (13, False)])
 def test_a_nonfinite_loss_names_a_small_last_batch_only_where_there_is_one(
     tmp_path, batch_size, cause):
-  from dash_jax import runs
+  from dash_jax.launch import runs
   from dash_jax.errors import UserError
   config = _bc_config(tmp_path, batch_size=batch_size, learning_rate=1e30, max_epoch=5)
   with pytest.raises(UserError) as e:  # experiment 1: n = 39 = 32 + 7, or 3 x 13
@@ -173,7 +173,7 @@ def test_vmapped_seeds_and_resume_keep_the_plain_numbers_off_keep(tmp_path, last
   """Chunks of 132 rows: n = 132, 264, 396 all end in a small batch (4, 8, 12)."""
   import os
   import shutil
-  from dash_jax import runs
+  from dash_jax.launch import runs
   from tests.test_seeds import _close, _numbers
   config = _bc_config(tmp_path, num_chunks=3, train_type='dash', seeds='0,1', max_epoch=8,
                       converge_acc=0.97, last_batch=last_batch, checkpoint_every_epochs=2,
@@ -201,7 +201,7 @@ def test_vmapped_seeds_and_resume_keep_the_plain_numbers_off_keep(tmp_path, last
 
 def test_last_batch_is_a_checked_science_field():
   from configs.default import get_config
-  from dash_jax import config as config_lib
+  from dash_jax.launch import config as config_lib
   from dash_jax.errors import UserError
   config = get_config()
   assert config.last_batch == 'keep'

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from configs.digits import get_config
-from dash_jax import assembly, models, train, xla_cpu
+from dash_jax import models, setup, train, xla_cpu
 
 # PyTorch counts (BatchNorm weight and bias included, running stats not):
 # torchvision resnet18 has 11,689,512 parameters; the CIFAR stem is 3x3
@@ -173,9 +173,9 @@ def test_epoch_mode_rule_lives_in_the_spec():
   config = get_config()
   for name, mode in (('mlp', 'scan'), ('vgg16', 'loop')):  # on this CPU
     config.model, config.epoch_mode = name, 'auto'
-    assert assembly.epoch_mode(config) == mode
+    assert setup.epoch_mode(config) == mode
     config.epoch_mode = 'scan'
-    assert assembly.epoch_mode(config) == 'scan'
+    assert setup.epoch_mode(config) == 'scan'
 
 
 def test_adaptive_avg_pool_matches_torch_bins():

@@ -26,13 +26,13 @@ class _Hide:
 sys.meta_path[:] = [_Hide(f) for f in sys.meta_path]
 """
 
-MODULES = ('dash_jax', 'dash_jax.runs', 'dash_jax.experiment', 'dash_jax.assembly',
+MODULES = ('dash_jax', 'dash_jax.launch.runs', 'dash_jax.protocol', 'dash_jax.setup',
            'dash_jax.dash', 'dash_jax.train', 'dash_jax.models', 'dash_jax.xla_cpu',
            'dash_jax.data', 'dash_jax.data.images', 'dash_jax.data.random_images',
-           'dash_jax.cli', 'dash_jax.report', 'dash_jax.monitor', 'dash_jax.provenance',
+           'dash_jax.launch.cli', 'dash_jax.launch.report', 'dash_jax.observers', 'dash_jax.provenance',
            'dash_jax.checkpoint', 'dash_jax.synthetic', 'dash_jax.parallel',
-           'dash_jax.summary', 'dash_jax.diagnostics', 'dash_jax.sota',
-           'dash_jax.data.mnist1d', 'dash_jax.fieldhelp')
+           'dash_jax.launch.tables', 'dash_jax.diagnostics', 'dash_jax.sota',
+           'dash_jax.data.mnist1d', 'dash_jax.launch.fieldhelp')
 
 
 def _python(code, timeout=300, **env):

@@ -61,7 +61,7 @@ def find_cycle(graph: dict):
 
 def test_the_package_imports_one_way():
   graph = import_graph()
-  assert 'dash_jax.experiment' in graph and 'dash_jax.runs' in graph
+  assert 'dash_jax.protocol' in graph and 'dash_jax.launch.runs' in graph
   assert find_cycle(graph) is None, ' -> '.join(find_cycle(graph))
 
 

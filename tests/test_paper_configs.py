@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import pytest
 
 from configs import paper
-from dash_jax import config as config_lib
-from dash_jax import models, runs
+from dash_jax.launch import config as config_lib
+from dash_jax import models
+from dash_jax.launch import runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {  # config: (dataset, model, sota)

@@ -19,7 +19,8 @@ CHILD = textwrap.dedent('''
     jax.config.update('jax_disable_most_optimizations', True)
     import jax.numpy as jnp
     from configs.digits import get_config
-    from dash_jax import parallel, runs, train
+    from dash_jax import parallel, train
+    from dash_jax.launch import runs
 
     def tiny(devices, vmap_seeds):
       c = get_config()
@@ -92,7 +93,7 @@ def test_too_many_devices_is_a_one_line_error():
 HOST_CHILD = textwrap.dedent('''
     import json, sys
     from configs.digits import get_config
-    from dash_jax import runs
+    from dash_jax.launch import runs
     c = get_config()
     c.data_dir, c.train_type, c.seeds = {tfds!r}, 'warm,dash', '0,1'
     c.num_chunks, c.max_epoch, c.width, c.progress = 2, 2, 16, False
@@ -133,7 +134,7 @@ def test_two_processes_share_the_runs(tfds_dir, tmp_path):
 
 def test_bad_process_id_is_named():
   from configs.digits import get_config
-  from dash_jax import config as config_lib
+  from dash_jax.launch import config as config_lib
   from dash_jax.errors import UserError
   c = get_config()
   c.coordinator, c.num_processes, c.process_id = 'localhost:1234', 2, 2

@@ -11,7 +11,7 @@ import pytest
 
 import dash_jax
 from configs.digits import get_config
-from dash_jax import config as config_lib
+from dash_jax.launch import config as config_lib
 from dash_jax import models, xla_cpu
 from dash_jax.errors import UserError
 

@@ -13,7 +13,8 @@ import jax
 import pytest
 
 import dash_jax
-from dash_jax import provenance, summary
+from dash_jax import provenance
+from dash_jax.launch import tables
 
 
 def _iso(text):
@@ -118,7 +119,7 @@ def test_summary_json_carries_environments(block, tmp_path):
   gpu = dict(block, device_kind='NVIDIA H200', backend='gpu')
   results = [_result('cold', 0, [.5, .7], block), _result('cold', 1, [.6, .9], later),
              _result('dash', 0, [.5, .8], gpu), _result('dash', 1, [.5, .8])]
-  text = summary.write(str(tmp_path), results)
+  text = tables.write(str(tmp_path), results)
   saved = json.loads((tmp_path / 'summary.json').read_text())
   # The same environment at another time is one environment.
   assert saved['environments'] == [block, gpu]
@@ -132,7 +133,7 @@ def test_summary_json_carries_environments(block, tmp_path):
   assert 'rows of this table come from 3 environments' in text
   assert (tmp_path / 'summary.md').read_text() == text
   # A launch's own blocks, passed explicitly, are stored as given.
-  summary.write(str(tmp_path), results, provenance=[block])
+  tables.write(str(tmp_path), results, provenance=[block])
   assert json.loads((tmp_path / 'summary.json').read_text())['environments'] == [block]
 
 

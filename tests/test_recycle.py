@@ -9,7 +9,7 @@ import pytest
 from ml_collections import ConfigDict
 
 import dash_jax
-from dash_jax import interventions, models, optim, recycle, train
+from dash_jax import models, optim, recycle, train, training_types
 from dash_jax.results import EXECUTION_RECORD_FIELDS
 
 MODEL = models.MLP(num_classes=3, width=8, depth=3)
@@ -34,9 +34,9 @@ def trained():
 
 def ctx(train_type, steps=0):
   units = models.mlp_units(fresh(jax.random.PRNGKey(0)).params)
-  return interventions.Context(
+  return training_types.Context(
       key=jax.random.PRNGKey(7), experiment=2,
-      hparams=interventions.TRAINING_TYPES[train_type].hparams(CONFIG), fresh_state=fresh,
+      hparams=training_types.TRAINING_TYPES[train_type].hparams(CONFIG), fresh_state=fresh,
       direction=None, head=('head',), units=units, steps=steps,
       activity=lambda s: recycle.unit_activity(
           s.apply_fn, {'params': s.params, 'batch_stats': s.batch_stats}, X, units))
@@ -73,7 +73,7 @@ def expected_touch(params, dormant1, dormant2):
 
 def test_redo_recycles_exactly_the_dormant_units(trained):
   state = with_dormant(trained, {'bn1': [1, 5], 'bn2': [0]})
-  out = interventions.redo(state, ctx('redo'))
+  out = training_types.redo(state, ctx('redo'))
   # what the incoming weights are drawn from
   new = jax.tree.map(np.asarray, fresh(jax.random.PRNGKey(7)).params)
   p, q = jax.tree.map(np.asarray, (state.params, out.params))
@@ -112,7 +112,7 @@ def _at(tree, path):
 
 def test_redo_without_dormant_units_changes_nothing(trained):
   state = with_dormant(trained, {'bn1': [], 'bn2': []})
-  out = interventions.redo(state, ctx('redo'))
+  out = training_types.redo(state, ctx('redo'))
   for a, b in zip(jax.tree.leaves((state.params, state.opt_state, state.batch_stats)),
                   jax.tree.leaves((out.params, out.opt_state, out.batch_stats))):
     np.testing.assert_array_equal(a, b)
@@ -155,11 +155,11 @@ def test_cbp_count():
 def test_cbp_replaces_the_lowest_utility_units(trained):
   c = ctx('cbp', steps=2500)  # floor(1e-4 * 8 * 2500) = 2 units a layer
   utilities = recycle.cbp_utilities(c.activity(trained), trained.params, c.units)
-  out = interventions.cbp(trained, c)
+  out = training_types.cbp(trained, c)
   for layer, util, nxt in zip(('fc1', 'fc2'), utilities, ('fc2', 'head')):
     zeroed = np.flatnonzero(np.all(np.asarray(out.params[nxt]['kernel']) == 0, axis=1))
     assert sorted(zeroed) == sorted(np.argsort(np.asarray(util))[:2].tolist()), layer
-  same = interventions.cbp(trained, ctx('cbp', steps=100))  # immature: nothing replaced
+  same = training_types.cbp(trained, ctx('cbp', steps=100))  # immature: nothing replaced
   for a, b in zip(jax.tree.leaves(same.params), jax.tree.leaves(trained.params)):
     np.testing.assert_array_equal(a, b)
 

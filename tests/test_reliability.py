@@ -11,7 +11,8 @@ import time
 import pytest
 
 import dash_jax
-from dash_jax import checkpoint, locks, report, results, runs
+from dash_jax import checkpoint, results
+from dash_jax.launch import locks, report, runs
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

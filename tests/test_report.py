@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from dash_jax import aggregate, report, results, summary
+from dash_jax import results
+from dash_jax.launch import report, tables
 from dash_jax.errors import UserError
 
 # (dataset, optimizer, train_type) -> per seed: (test accuracies, steps)
@@ -100,7 +101,7 @@ def test_summary_and_report_are_two_views_of_the_same_rows(results_dir, tmp_path
   """summary.md/json (the launch's table) and report.md/csv, fed the same
   runs, show the same rows with the same numbers."""
   res = [json.loads(p.read_text()) for p in sorted((results_dir / 'digits').glob('*/results.json'))]
-  text = summary.write(str(tmp_path), res)
+  text = tables.write(str(tmp_path), res)
   rep = report.write([str(results_dir / 'digits')], str(tmp_path / 'out'))
   in_summary = {}
   for line in text.splitlines():
@@ -126,7 +127,7 @@ def test_summary_and_report_are_two_views_of_the_same_rows(results_dir, tmp_path
 def test_one_seed_tables_show_no_spread(results_dir, tmp_path):
   """A launch of one seed: no '(0.00)' (a spread of one value) in either table."""
   res = [json.loads(p.read_text()) for p in sorted((results_dir / 'svhn').glob('*/results.json'))]
-  text = summary.write(str(tmp_path), res)
+  text = tables.write(str(tmp_path), res)
   rows = [l for l in text.splitlines() if l.startswith(('| cold', '| warm'))]
   assert rows == ['| cold | sgd | 1 | 95.00 | 83.33 | 4 | 7 | 20 |',
                   '| warm | sgd | 1 | 90.00 | 80.00 | 4 | 5 | 16 |']
@@ -238,13 +239,13 @@ def test_cli_empty_folder_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_cli_module_entry_point(results_dir, tmp_path, capsys, monkeypatch):
-  """`python -m dash_jax.report DIR --out OUT`, run as __main__ in this process."""
+  """`python -m dash_jax.launch.report DIR --out OUT`, run as __main__ in this process."""
   out = tmp_path / 'out'
-  monkeypatch.setattr(sys, 'argv', ['dash_jax.report', str(results_dir), '--out', str(out)])
+  monkeypatch.setattr(sys, 'argv', ['dash_jax.launch.report', str(results_dir), '--out', str(out)])
   with warnings.catch_warnings():  # runpy: the module is imported already
     warnings.simplefilter('ignore', RuntimeWarning)
     with pytest.raises(SystemExit) as e:
-      runpy.run_module('dash_jax.report', run_name='__main__', alter_sys=True)
+      runpy.run_module('dash_jax.launch.report', run_name='__main__', alter_sys=True)
   assert e.value.code == 0
   assert '| SGD | DASH | 2 |' in capsys.readouterr().out
   assert {'report.md', 'report.csv', 'figure_digits_sgd.png'} <= set(os.listdir(out))
@@ -308,7 +309,7 @@ def _run(tt, accs, **swept):
             'train_type': tt, 'seeds': '0', 'num_chunks': len(accs), 'swept': list(swept),
             **swept}
   exps = [{'experiment': j, 'test_acc': a, 'steps': 10 * j} for j, a in enumerate(accs, 1)]
-  return aggregate.RunResult(None, config, exps)
+  return tables.RunResult(None, config, exps)
 
 
 def _line_styles(fig):

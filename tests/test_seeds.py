@@ -4,8 +4,9 @@ import shutil
 
 import pytest
 
-from dash_jax import results, runs
-from dash_jax.config import EXECUTION_FIELDS
+from dash_jax import results
+from dash_jax.launch import runs
+from dash_jax.launch.config import EXECUTION_FIELDS
 
 
 def _numbers(launched):

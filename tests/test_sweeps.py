@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from configs.digits import get_config
-from dash_jax import aggregate, cli, monitor, report, results, runs, summary
-from dash_jax import config as config_lib
+from dash_jax import observers, results
+from dash_jax.launch import cli, report, runs, tables
+from dash_jax.launch import config as config_lib
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -211,7 +212,7 @@ def test_swept_launch_equals_separate_launches_and_resumes(sweep_config, tmp_pat
 
 def _events(folder):
   """The events as written (the non-raw loader migrates scalars to tensors)."""
-  monitor._tensorboard_without_tf()
+  observers._tensorboard_without_tf()
   from tensorboard.backend.event_processing import event_file_loader
   from tensorboard.compat.proto import event_pb2
   out = []
@@ -267,8 +268,8 @@ def test_vmapped_seed_groups_with_a_sweep_match_plain_runs(sweep_config, tmp_pat
 HOST_CHILD = textwrap.dedent('''
     import json, sys
     from configs.digits import get_config
-    from dash_jax import runs
-    from dash_jax import config as config_lib
+    from dash_jax.launch import runs
+    from dash_jax.launch import config as config_lib
     c = get_config()
     c.data_dir, c.train_type, c.seeds = {tfds!r}, 'dash', '0'
     c.num_chunks, c.max_epoch, c.width, c.progress = 2, 2, 16, False
@@ -339,14 +340,14 @@ def sweep_results(tmp_path):
 
 def test_summary_and_report_rows_per_swept_value(sweep_results, tmp_path):
   root, written = sweep_results
-  rows = summary.json_rows(aggregate.rows([aggregate.RunResult.from_results(r)
+  rows = tables.json_rows(tables.rows([tables.RunResult.from_results(r)
                                            for r in written]))
   assert [(r['train_type'], r['swept']) for r in rows] == [
       ('dash', {'dash_lambda': 0.1}), ('dash', {'dash_lambda': 0.5}),
       ('dash', {'dash_lambda': 0.3}), ('cold', {})]
   assert rows[1]['test_acc_last']['mean'] == pytest.approx(0.8)
   assert rows[1]['steps_total']['std'] == pytest.approx(2.0)
-  md = summary.markdown(aggregate.rows([aggregate.RunResult.from_results(r) for r in written]))
+  md = tables.markdown(tables.rows([tables.RunResult.from_results(r) for r in written]))
   assert '| train_type | optimizer | dash_lambda | seeds |' in md
   assert '| dash | sgd | 0.5 | 2 | 80.00 (10.00) |' in md and '| cold | sgd |  | 2 |' in md
 
@@ -422,7 +423,7 @@ def test_wandb_missing_package_is_one_line(monkeypatch):
     config_lib.validate(config)
   assert str(e.value).startswith('config.wandb=True needs the wandb package: pip install wandb')
   with pytest.raises(UserError, match='pip install wandb'):
-    monitor.WandbLogger(config, 'dash-sgd-seed0', '/nonexistent')
+    observers.WandbLogger(config, 'dash-sgd-seed0', '/nonexistent')
 
 
 def test_wandb_missing_package_on_the_command_line(tmp_path, launch_in_process, monkeypatch):

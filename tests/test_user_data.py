@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 import dash_jax
-from dash_jax import assembly, cli, data, results
+from dash_jax import data, results, setup
+from dash_jax.launch import cli
 from dash_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +25,7 @@ TINY = ['--config.train_type=warm', '--config.seeds=0', '--config.num_chunks=2',
 
 
 def launch_argv(argv):
-  """`python launch.py ARGV` as a function call (dash_jax.cli's parse and
+  """`python launch.py ARGV` as a function call (dash_jax.launch.cli's parse and
   launch, no signal handlers): its exit code (0 when it returns)."""
   from absl import flags
   cli._define_flags()  # the --config and --workdir flags, once a process
@@ -83,9 +84,9 @@ def test_npz_float_features_kept_as_float32_with_per_feature_stats(tmp_path):
     np.testing.assert_array_equal(ds.train_x, x.astype(np.float32))  # no quantisation
     np.testing.assert_allclose(ds.mean, x.mean(0), rtol=1e-6)
     np.testing.assert_allclose(ds.std, x.std(0), rtol=1e-6)
-    mean, std = assembly.normalisation(_config(name), ds)  # auto = standard
+    mean, std = setup.normalisation(_config(name), ds)  # auto = standard
     np.testing.assert_array_equal(mean, ds.mean)
-    mean, std = assembly.normalisation(_config(name, normalize='none'), ds)
+    mean, std = setup.normalisation(_config(name, normalize='none'), ds)
     assert not mean.any() and (std == 1).all()
   with open(path, 'rb') as f:
     import hashlib
@@ -96,7 +97,7 @@ def test_npz_float_features_kept_as_float32_with_per_feature_stats(tmp_path):
   assert data.fingerprinted(_config(path)).dataset_sha256 == digest
   assert 'dataset_sha256' not in data.fingerprinted(_config('digits'))
   with pytest.raises(UserError, match="normalize='unit'"):
-    assembly.normalisation(_config(path, normalize='unit'), ds)
+    setup.normalisation(_config(path, normalize='unit'), ds)
 
 
 def test_npz_images_get_a_channel_axis_and_num_classes(tmp_path):
@@ -108,12 +109,12 @@ def test_npz_images_get_a_channel_axis_and_num_classes(tmp_path):
   assert ds.is_image and ds.train_x.shape == (40, 5, 7, 1) and ds.num_classes == 4
   assert ds.input_shape == (5, 7, 1)
   np.testing.assert_allclose(ds.mean, [x.mean()], rtol=1e-6)
-  assembly.check_input_shape('resnet18', ds)  # images: a convnet fits
+  setup.check_input_shape('resnet18', ds)  # images: a convnet fits
   rgb = rng.integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
   path = write_npz(tmp_path / 'rgb.npz', x_train=rgb, y_train=y, x_test=rgb[:4], y_test=y[:4])
   ds = data.load(_config(path))
   assert ds.train_x.shape == (40, 4, 4, 3) and ds.mean.shape == (3,) and ds.num_classes == 4
-  mean, std = assembly.normalisation(_config(path), ds)  # auto: standard, also for the MLP
+  mean, std = setup.normalisation(_config(path), ds)  # auto: standard, also for the MLP
   np.testing.assert_array_equal(mean, ds.mean)
 
 
@@ -247,9 +248,9 @@ def test_uint8_images_npz_with_a_convnet(tmp_path):
 
 
 def test_chunk_buffer_given_is_the_file_order():
-  buf, size = assembly.chunk_buffer(10, 3, seed=7, order='given')
+  buf, size = setup.chunk_buffer(10, 3, seed=7, order='given')
   assert buf.tolist() == list(range(9)) and size == 3
-  random, _ = assembly.chunk_buffer(10, 3, seed=7)
+  random, _ = setup.chunk_buffer(10, 3, seed=7)
   assert sorted(random.tolist()) != random.tolist()
 
 
@@ -275,7 +276,7 @@ def test_chunk_order_given_trains_chunk_k_on_the_kth_slice(tmp_path):
 
 
 def test_chunk_order_is_a_science_field_and_old_runs_resume():
-  from dash_jax import config as config_lib
+  from dash_jax.launch import config as config_lib
   assert 'chunk_order' not in config_lib.EXECUTION_FIELDS
   from configs.digits import get_config
   config = get_config().to_dict()

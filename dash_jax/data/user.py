@@ -33,7 +33,7 @@ import zlib
 
 import numpy as np
 
-from dash_jax.defaults import defaults as field_defaults
+from dash_jax.launch.defaults import defaults as field_defaults
 from dash_jax.data import base
 from dash_jax.errors import UserError
 

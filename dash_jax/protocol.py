@@ -17,8 +17,8 @@ import time
 import jax
 import numpy as np
 
-from dash_jax import (assembly, batches, checkpoint, compiles, interventions, models,
-                      monitor, parallel, provenance, results, signals, train)
+from dash_jax import (batches, checkpoint, compiles, models, observers, parallel, provenance,
+                      results, setup, signals, train, training_types)
 from dash_jax import data as data_lib
 from dash_jax.errors import UserError
 
@@ -115,10 +115,10 @@ def _run_group(ds, runs, workdir, log):
   ckpts = _GroupCheckpoints(g.config, checkpoint_dir(workdir, runs), len(runs), log)
   states, keys, experiments, first, progress, elapsed = _resume(
       g, ckpts, *initial_states(g), prov, log)
-  observers = _observers(g, experiments, log)
+  run_observers = _observers(g, experiments, log)
 
   def on_epoch(i, epochs, acc, loss, states):
-    observers[i].on_epoch(epochs, acc, loss, _seed_state(g, states, i))
+    run_observers[i].on_epoch(epochs, acc, loss, _seed_state(g, states, i))
 
   finished, save_failed = False, None
   try:
@@ -127,7 +127,7 @@ def _run_group(ds, runs, workdir, log):
       if j >= 2 and progress is None:
         states, keys = intervene(g, g.training_type.before, states, keys, j,
                                  last_steps(experiments))
-      for i, obs in enumerate(observers):
+      for i, obs in enumerate(run_observers):
         obs.experiment_start(j, _seed_state(g, states, i),
                              resumed_epochs=progress[i].epochs if progress else 0)
       states, keys, stats = _train(
@@ -138,7 +138,7 @@ def _run_group(ds, runs, workdir, log):
       test = evaluate(g, states)
       records = _records(g, j, test, stats, time.perf_counter() - start,
                          compile_fields(counter))
-      for i, (obs, record) in enumerate(zip(observers, records)):
+      for i, (obs, record) in enumerate(zip(run_observers, records)):
         obs.experiment_end(record, _seed_state(g, states, i), stats[i])
         experiments[i].append(record)
       states, keys = intervene(g, g.training_type.after, states, keys, j)
@@ -147,9 +147,9 @@ def _run_group(ds, runs, workdir, log):
         signals.check()
     finished = True
   finally:
-    save_failed = _close(ckpts, observers, finished, save_failed)
+    save_failed = _close(ckpts, run_observers, finished, save_failed)
   return _write_results(runs, experiments, provenance.stamp_end(prov), save_failed,
-                        assembly.chunking(len(ds.train_y), g.config.num_chunks, g.chunk_size))
+                        setup.chunking(len(ds.train_y), g.config.num_chunks, g.chunk_size))
 
 
 # ------------------------------------------------------------- the setup
@@ -162,7 +162,7 @@ class Group:
   on the launch's mesh."""
   runs: tuple
   config: object  # the first run's: what the group's runs share
-  training_type: interventions.TrainingType
+  training_type: training_types.TrainingType
   hparams: object  # the training type's own values
   model_spec: object  # models.get(config.model)
   fresh_state: object  # key -> a brand-new TrainState
@@ -187,28 +187,28 @@ def setup_group(ds: data_lib.Dataset, runs) -> Group:
   training options."""
   config = runs[0].config
   mesh = parallel.current_mesh()  # set by the launch; data and state live on all of it
-  model = assembly.make_model(config, ds.num_classes)
-  tx = assembly.make_optimizer(config)
-  step_cfg = assembly.step_config(config, config.train_type, ds.name)
-  mean, std = assembly.normalisation(config, ds)
+  model = setup.make_model(config, ds.num_classes)
+  tx = setup.make_optimizer(config)
+  step_cfg = setup.step_config(config, config.train_type, ds.name)
+  mean, std = setup.normalisation(config, ds)
   labels = np.stack([data_lib.noisy_labels(ds.train_y, config.label_noise,
                                            ds.num_classes, r.seed) for r in runs])
-  buffers = [assembly.chunk_buffer(labels.shape[1], config.num_chunks, r.seed,
+  buffers = [setup.chunk_buffer(labels.shape[1], config.num_chunks, r.seed,
                                    config.chunk_order) for r in runs]
   chunk_size = buffers[0][1]
-  batch_size = assembly.effective_batch_size(config, chunk_size)
+  batch_size = setup.effective_batch_size(config, chunk_size)
   options = train.TrainOptions(
       step_cfg, batch_size, config.max_epoch, config.converge_acc,
-      mode=assembly.epoch_mode(config), block=assembly.scan_block(config),
+      mode=setup.epoch_mode(config), block=setup.scan_block(config),
       epochs_per_call=1 if config.diagnostics else train.EPOCHS_PER_CALL,
       checkpoint_every=config.checkpoint_every_epochs,
       # A last batch of one example is left out where BatchNorm would see
       # one value per channel (PyTorch raises there).
-      drop_single=assembly.one_value_batchnorm(config, ds), last_batch=config.last_batch)
+      drop_single=setup.one_value_batchnorm(config, ds), last_batch=config.last_batch)
   data = parallel.replicate({
       'train_x': ds.train_x, 'train_y': labels.astype(np.int32),
       'mean': mean.astype(np.float32), 'std': std.astype(np.float32)}, mesh)
-  training_type = interventions.get(config.train_type)
+  training_type = training_types.get(config.train_type)
   return Group(
       runs=tuple(runs), config=config, training_type=training_type,
       hparams=training_type.hparams(config), model_spec=models.get(config.model),
@@ -218,7 +218,7 @@ def setup_group(ds: data_lib.Dataset, runs) -> Group:
       options=options, data=data,
       buffer_idx=parallel.replicate(np.stack([b for b, _ in buffers]), mesh),
       test=parallel.replicate((ds.test_x, ds.test_y.astype(np.int32)), mesh),
-      chunk_size=chunk_size, mesh=mesh, batchnorm=assembly.has_batchnorm(config, ds))
+      chunk_size=chunk_size, mesh=mesh, batchnorm=setup.has_batchnorm(config, ds))
 
 
 def initial_states(g: Group):
@@ -247,16 +247,16 @@ def _resume(g: Group, ckpts, states, keys, prov, log):
 
 
 def _observers(g: Group, experiments, log) -> list:
-  """One monitor.RunObserver a run (only the first shows progress bars)."""
+  """One observers.RunObserver a run (only the first shows progress bars)."""
   def data_for(i):
     return dict(g.data, train_y=g.data['train_y'][i]), g.buffer_idx[i]
-  observers = [monitor.RunObserver(
-      r.config if i == 0 else monitor.without_progress(r.config), r.name, r.folder,
+  run_observers = [observers.RunObserver(
+      r.config if i == 0 else observers.without_progress(r.config), r.name, r.folder,
       data_for=functools.partial(data_for, i), chunk_size=g.chunk_size, log=log,
       completed=experiments[i]) for i, r in enumerate(g.runs)]
-  for obs in observers:
+  for obs in run_observers:
     obs.not_converged_cause = functools.partial(likely_cause, g)
-  return observers
+  return run_observers
 
 
 # ----------------------------------------------------- the protocol's steps
@@ -285,7 +285,7 @@ def intervene(g: Group, fn, states, keys, j, steps=None):
   def one(state, key, train_y, buffer_idx, steps):
     run_data = dict(g.data, train_y=train_y)
     units = g.model_spec.units(state.params)
-    ctx = interventions.Context(
+    ctx = training_types.Context(
         key=key, experiment=j, hparams=g.hparams, fresh_state=g.fresh_state,
         direction=lambda s, alpha: train.full_data_direction(
             s, run_data, buffer_idx, j, alpha, chunk_size=g.chunk_size,
@@ -352,8 +352,8 @@ def _save_after(ckpts, g: Group, j, states, keys, experiments, prov):
   return None
 
 
-def _close(ckpts, observers, finished: bool, save_failed):
-  """Wait for pending saves and close the observers; a save that failed
+def _close(ckpts, run_observers, finished: bool, save_failed):
+  """Wait for pending saves and close the run_observers; a save that failed
   once every experiment was done is returned (results are written first)."""
   try:
     ckpts.close()
@@ -362,7 +362,7 @@ def _close(ckpts, observers, finished: bool, save_failed):
       raise
     save_failed = save_failed or e
   finally:
-    for obs in observers:
+    for obs in run_observers:
       obs.close()
   return save_failed
 
@@ -376,7 +376,7 @@ def _save_midway(ckpts, j, start, states, keys, experiments, progress, prov):
 
 
 def _write_results(runs, experiments, prov, save_failed=None, chunks=None) -> list[dict]:
-  """Each run's results.json (`chunks`: assembly.chunking's); the results in order. A
+  """Each run's results.json (`chunks`: setup.chunking's); the results in order. A
   checkpoint save that failed after the last experiment is reported once the
   results are safe."""
   out = []

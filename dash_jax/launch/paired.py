@@ -17,7 +17,7 @@ REFERENCE = 'dash'
 @dataclasses.dataclass(frozen=True)
 class Paired:
   """reference - other on the seeds both finished, in the field's units (x scale)."""
-  other: object  # the aggregate.Row compared with the reference
+  other: object  # the tables.Row compared with the reference
   seeds: tuple  # common seeds, ascending
   differences: np.ndarray  # (len(seeds),): reference - other, seed by seed
 
@@ -28,7 +28,7 @@ class Paired:
 
 
 def differences(reference, other, field='test_acc_last', scale=100.0) -> Paired:
-  """reference and other: aggregate.Rows; their common seeds, paired."""
+  """reference and other: tables.Rows; their common seeds, paired."""
   ref = dict(zip(reference.seeds, reference.per_seed[field]))
   oth = dict(zip(other.seeds, other.per_seed[field]))
   seeds = tuple(sorted(set(ref) & set(oth)))

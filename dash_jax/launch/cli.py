@@ -15,7 +15,7 @@ import sys
 from absl import flags
 from absl import logging as absl_logging
 
-from dash_jax import config as config_lib
+from dash_jax.launch import config as config_lib
 from dash_jax import signals
 from dash_jax.errors import UserError
 
@@ -307,7 +307,7 @@ def main(argv=None):
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   argv = list(sys.argv if argv is None else argv)
   if any(a in ('--help', '-h', '--helpshort', '-?') for a in argv[1:]):
-    from dash_jax import fieldhelp
+    from dash_jax.launch import fieldhelp
     print(fieldhelp.help_text(), end='')
     sys.exit(0)
   from absl import app

@@ -6,7 +6,7 @@ A field's meaning is its trailing comment (with the indented comment lines
 that continue it); a field without one takes the comment block right above
 it, less a section heading on the block's first line where the block opens
 a paragraph ("# Model." above lines about the field).
-Fields are grouped as dash_jax/config.py groups them: science fields change
+Fields are grouped as dash_jax/launch/config.py groups them: science fields change
 a run's numbers, execution fields (config.EXECUTION_FIELDS) never do.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import io
 import re
 import tokenize
 
-from dash_jax import config as config_lib
-from dash_jax import defaults
+from dash_jax.launch import config as config_lib
+from dash_jax.launch import defaults
 
 USAGE = """usage: dash-jax --config CONFIG --workdir DIR [--config.FIELD=VALUE ...]
        (or: python launch.py --config CONFIG --workdir DIR ...)

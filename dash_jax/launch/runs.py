@@ -2,7 +2,7 @@
 (finished ones are read back, unfinished ones resume), then the tables.
 
 Experiments are looked up by `config.experiment`: 'incremental' (the paper's
-warm-start protocol, dash_jax/experiment.py) or 'synthetic' (its Section 4
+warm-start protocol, dash_jax/protocol.py) or 'synthetic' (its Section 4
 model, dash_jax/synthetic.py).
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ import threading
 import time
 from typing import Callable, Iterator
 
-from dash_jax import (assembly, compiles, experiment, locks, models, parallel, report,
-                      results, signals, summary)
-from dash_jax import config as config_lib
+from dash_jax import compiles, models, parallel, protocol, results, setup, signals
+from dash_jax.launch import locks, report, tables
+from dash_jax.launch import config as config_lib
 from dash_jax import data as data_lib
 from dash_jax.errors import UserError
 
@@ -188,7 +188,7 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   ds = data_lib.load(config)
   data_lib.check_unchanged(config, ds)  # the file hashed above is the one loaded
   for model in {run_config(config, s).model for s in specs}:  # a convnet on features
-    assembly.check_input_shape(model, ds)
+    setup.check_input_shape(model, ds)
   check_batches(config, ds, specs, log if hosts.is_main else lambda line: None)
   if hosts.is_main:  # ... and claim the workdir once it has loaded
     claim_workdir(config, workdir, specs, log)
@@ -215,7 +215,7 @@ def run_incremental(config, workdir: str, log=print) -> dict:
                  results.read_run(os.path.join(workdir, s.name, results.RESULTS))
                  for s in specs}
   with _launch_lock(workdir):  # one launch at a time writes the tables
-    table = summary.write(workdir, list(all_results.values()))
+    table = tables.write(workdir, list(all_results.values()))
     rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
   log(table)
   log('report: ' + ', '.join(rep.paths.values()))
@@ -232,7 +232,7 @@ BATCH_FIELDS = ('num_chunks', 'batch_size', 'model', 'depth', 'last_batch')  # d
 def check_batches(config, ds, specs, log=print) -> None:
   """Before training: refuse too many chunks or BatchNorm over batches of
   one; say how many training examples the chunking leaves out and which
-  experiments end their epochs in a small batch (assembly.batch_notes), once
+  experiments end their epochs in a small batch (setup.batch_notes), once
   per setting (prefixed by it where the launch sweeps one)."""
   settings = {}
   for spec in specs:
@@ -241,14 +241,14 @@ def check_batches(config, ds, specs, log=print) -> None:
   varied = [i for i, _ in enumerate(BATCH_FIELDS) if len({k[i] for k in settings}) > 1]
   said = set()
   for key, cfg in settings.items():
-    _, chunk_size = assembly.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
-    assembly.check_batch_of_one(cfg, ds, chunk_size)
-    kept = assembly.chunking(len(ds.train_y), cfg.num_chunks, chunk_size)
+    _, chunk_size = setup.chunk_buffer(len(ds.train_y), cfg.num_chunks, 0)
+    setup.check_batch_of_one(cfg, ds, chunk_size)
+    kept = setup.chunking(len(ds.train_y), cfg.num_chunks, chunk_size)
     lines = [] if not kept['left_out'] else [(('num_chunks',), (
         f'{cfg.num_chunks} chunks of {chunk_size:,} examples (N // num_chunks, as the '
         f'original) train on {cfg.num_chunks * chunk_size:,} of the {len(ds.train_y):,} '
         f"training examples: {kept['left_out']:,} left out"))]
-    lines += [(BATCH_FIELDS, note) for note in assembly.batch_notes(cfg, ds, chunk_size)]
+    lines += [(BATCH_FIELDS, note) for note in setup.batch_notes(cfg, ds, chunk_size)]
     for fields, line in lines:
       prefix = ', '.join(f'{BATCH_FIELDS[i]}={key[i]}' for i in varied if BATCH_FIELDS[i] in fields)
       line = f'[{prefix}] {line}' if prefix else line
@@ -266,10 +266,10 @@ def _start_workers(config, workdir, count) -> list:
   for its one-line error."""
   if count <= 0:
     return []
-  package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       p for p in (package_root, os.environ.get('PYTHONPATH', '')) if p))
-  code = 'import sys; from dash_jax import runs; runs.worker_main(*sys.argv[1:])'
+  code = 'import sys; from dash_jax.launch import runs; runs.worker_main(*sys.argv[1:])'
   workers, blob = [], pickle.dumps(config)
   for i in range(1, count + 1):
     read_fd, write_fd = os.pipe()
@@ -456,7 +456,7 @@ def _train_claimed(config, ds, group, workdir, log, heading, by) -> dict:
       rest.append(spec)
   if not rest:
     return out
-  runs = [experiment.RunSettings(s.name, s.seed, run_config(config, s),
+  runs = [protocol.RunSettings(s.name, s.seed, run_config(config, s),
                          os.path.join(workdir, s.name)) for s in rest]
   for run in runs:  # a launch with allow_config_change may have replaced it
     path = os.path.join(run.folder, results.RUN_CONFIG)
@@ -467,7 +467,7 @@ def _train_claimed(config, ds, group, workdir, log, heading, by) -> dict:
                       f'this one started; relaunch to see which config it holds')
   with signals.saving_loop():  # from here on SIGTERM stops at a saved point
     log(f'{heading}: {_label(rest)}')
-    for run, res in zip(runs, experiment.run_group(ds, runs, workdir, log)):
+    for run, res in zip(runs, protocol.run_group(ds, runs, workdir, log)):
       out[run.name] = res
   return out
 

@@ -1,6 +1,6 @@
 """The paper's Table 1 and Figure 1, made from this project's results.json files.
 
-    python -m dash_jax.report WORKDIR [WORKDIR ...] [--out DIR] [--against TYPE]
+    python -m dash_jax.launch.report WORKDIR [WORKDIR ...] [--out DIR] [--against TYPE]
 
 Gathers every results.json below the given folders (so runs launched
 separately into one workdir, or into several, are compared together) and
@@ -26,16 +26,15 @@ import sys
 
 import numpy as np
 
-from dash_jax import aggregate
-from dash_jax import config as config_lib
-from dash_jax import interventions
-from dash_jax import paired
+from dash_jax.launch import config as config_lib
+from dash_jax import training_types
+from dash_jax.launch import paired
 from dash_jax import results as results_lib
-from dash_jax import summary
+from dash_jax.launch import tables
 from dash_jax.errors import UserError
 
 # Paper order and names; unknown training types follow, alphabetically.
-TRAIN_TYPE_LABELS = {name: t.label for name, t in interventions.TRAINING_TYPES.items()}
+TRAIN_TYPE_LABELS = {name: t.label for name, t in training_types.TRAINING_TYPES.items()}
 OPTIMIZER_ORDER = ('sgd', 'sam')
 COLORS = {'cold': 'C0', 'warm': 'C1', 'warm_rm': 'C4', 'reset': 'C5',
           'l2_init': 'C8', 'sp': 'C2', 'dash': 'C3', 'redo': 'C6', 'cbp': 'C9'}
@@ -65,7 +64,7 @@ METRICS = (
 # ------------------------------------------------------------------ gather
 
 
-def gather(dirs) -> tuple[list[aggregate.RunResult], list[str]]:
+def gather(dirs) -> tuple[list[tables.RunResult], list[str]]:
   """Complete incremental runs below `dirs`, and why any other run was
   skipped (another experiment, unfinished); a damaged results.json is a
   one-line UserError naming it (results.read_run, as a launch reads it)."""
@@ -107,7 +106,7 @@ def unfinished(dirs) -> dict:
         if config.get('experiment', 'incremental') != 'incremental':
           continue
         seed = results_lib.seed_of(config)
-        key = aggregate.RunResult(None, config, []).key
+        key = tables.RunResult(None, config, []).key
       except (OSError, ValueError, KeyError, TypeError, AttributeError):
         continue  # not a run's config: nothing to say about it
       out.setdefault(key, []).append((seed, root))
@@ -121,7 +120,7 @@ def _read_run(path):
     return None, f"a {config['experiment']} experiment"
   if len(exps) != config['num_chunks']:
     return None, f"incomplete ({len(exps)}/{config['num_chunks']} experiments)"
-  return aggregate.RunResult.from_results(res, path), None
+  return tables.RunResult.from_results(res, path), None
 
 
 # --------------------------------------------------------------- aggregate
@@ -138,10 +137,10 @@ def _value_key(value):
   return (0, value, '') if number else (1, 0, str(value))
 
 
-def group(runs) -> collections.OrderedDict[tuple, list[aggregate.RunResult]]:
+def group(runs) -> collections.OrderedDict[tuple, list[tables.RunResult]]:
   """(dataset, optimizer, train_type, swept) -> runs (by seed), in table
   order; swept: ((field, value), ...), () for a run of no sweep."""
-  by_key = aggregate.group(runs)
+  by_key = tables.group(runs)
   opts = _order([k[1] for k in by_key], OPTIMIZER_ORDER)
   tts = _order([k[2] for k in by_key], TRAIN_TYPE_LABELS)
   keys = sorted(by_key, key=lambda k: (k[0], opts.index(k[1]), tts.index(k[2]),
@@ -220,7 +219,7 @@ def markdown(rows, figures=None, notes=(), sensitivity=None, against=paired.REFE
   out = ['# Results', '']
   for dataset in dict.fromkeys(r.dataset for r in rows):
     block = [r for r in rows if r.dataset == dataset]
-    swept = aggregate.swept_fields(r.swept for r in block)
+    swept = tables.swept_fields(r.swept for r in block)
     out += [f'## {dataset}', '',
             '| optimizer | training type | ' + ''.join(f'{f} | ' for f in swept) +
             'seeds | ' + ' | '.join(m.title for m in METRICS) + ' |',
@@ -235,7 +234,7 @@ def markdown(rows, figures=None, notes=(), sensitivity=None, against=paired.REFE
     for rows_compared in _blocks(block).values():
       out += paired.markdown(paired.against(rows_compared, against),
                              lambda r: label(r.train_type, r.swept), label(against))
-    out += aggregate.environment_lines(
+    out += tables.environment_lines(
         (f'{r.optimizer.upper()} {label(r.train_type, r.swept)}', r.environments)
         for r in block)
     out.append('')
@@ -247,7 +246,7 @@ def markdown(rows, figures=None, notes=(), sensitivity=None, against=paired.REFE
     out += [f'## Sensitivity to {field}', '',
             f'![last experiment test accuracy and total steps against {field}]'
             f'({os.path.basename(path)})', '']
-  spread = summary.spread_note(rows).replace('mean (std) over seeds', 'mean (std) over '
+  spread = tables.spread_note(rows).replace('mean (std) over seeds', 'mean (std) over '
                                               'seeds (population std)')
   out.append(spread + ' "last": the last experiment; '
              '"mean": mean over all experiments; steps: SGD steps (batches) in one '
@@ -274,7 +273,7 @@ def csv_text(rows) -> str:
   swept field's column holds, on rows that did not sweep it, the value they
   were launched with (empty if their config does not have the field)."""
   buf = io.StringIO()
-  swept = aggregate.swept_fields(r.swept for r in rows)
+  swept = tables.swept_fields(r.swept for r in rows)
   marked = best(rows)
   w = csv.DictWriter(buf, csv_fields(swept), lineterminator='\n')
   w.writeheader()
@@ -403,7 +402,7 @@ def sensitivity_points(by_train_type, field):
     values = sorted(by_value, key=_value_key)
     points = []
     for key, scale, _ in SENSITIVITY:
-      stats = [aggregate.over_seeds(by_value[v], lambda r: {'v': r.summary()[key]})
+      stats = [tables.over_seeds(by_value[v], lambda r: {'v': r.summary()[key]})
                for v in values]
       points.append((np.array([scale * s.mean['v'] for s in stats]),
                      np.array([scale * s.std['v'] for s in stats])))
@@ -472,14 +471,14 @@ class Report:
 def write(dirs, out_dir=None, against=paired.REFERENCE) -> Report:
   """Tables and figures for every complete run below `dirs`, into out_dir;
   the paired tables compare every type with `against`."""
-  if against not in interventions.TRAINING_TYPES:
+  if against not in training_types.TRAINING_TYPES:
     raise UserError(f'--against={against} is no training type; one of '
-                    f'{", ".join(interventions.TRAINING_TYPES)}')
+                    f'{", ".join(training_types.TRAINING_TYPES)}')
   dirs = [dirs] if isinstance(dirs, str) else list(dirs)
   out_dir = out_dir or dirs[0]
   runs, skipped = gather(dirs)
   groups = group(runs)
-  rows = [aggregate.row(g) for g in groups.values()]  # the launch table's rows, in table order
+  rows = [tables.row(g) for g in groups.values()]  # the launch table's rows, in table order
   os.makedirs(out_dir, exist_ok=True)
   figures, sensitivity = {}, {}
   by_block = collections.OrderedDict()
@@ -490,7 +489,7 @@ def write(dirs, out_dir=None, against=paired.REFERENCE) -> Report:
     path = os.path.join(out_dir, names[(dataset, opt)])
     build_figure(dataset, opt, by_line).savefig(path)
     figures[(dataset, opt)] = path
-  swept = aggregate.swept_fields(k[3] for k in groups)
+  swept = tables.swept_fields(k[3] for k in groups)
   if len(swept) == 1:
     field = swept[0]
     blocks = collections.OrderedDict()
@@ -525,7 +524,7 @@ def write(dirs, out_dir=None, against=paired.REFERENCE) -> Report:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
-      prog='python -m dash_jax.report',
+      prog='python -m dash_jax.launch.report',
       description='Table 1 (Markdown, CSV) and Figure 1 (PNG) from results.json files.')
   parser.add_argument('dirs', nargs='+', metavar='WORKDIR',
                       help='folders searched recursively for results.json')

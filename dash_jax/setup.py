@@ -12,8 +12,8 @@ import json
 import jax
 import numpy as np
 
-from dash_jax import batches, interventions, models, optim, sota, train
-from dash_jax import config as config_lib
+from dash_jax import batches, models, optim, sota, train, training_types
+from dash_jax.launch import config as config_lib
 from dash_jax.errors import UserError
 
 SCAN_BLOCK_ACCELERATOR = 16  # steps per host round trip of a compiled epoch off CPU
@@ -83,7 +83,7 @@ def make_model(config, num_classes):
 def step_config(config, train_type: str, dataset_name: str) -> train.StepConfig:
   """What the run's training type, optimizer and recipe compile into the step."""
   return train.StepConfig(
-      regularizer=interventions.get(train_type).regularizer_for(config),
+      regularizer=training_types.get(train_type).regularizer_for(config),
       sam_rho=config.rho if config.optimizer == 'sam' else None,
       sam_bn_second_pass=config.sam_bn_second_pass,
       augment=sota.augmentation(config, dataset_name),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 
 from dash_jax import batches
-from dash_jax.defaults import DEFAULT_CONFIG, config_file_dict, defaults  # noqa: F401 (public here too)
+from dash_jax.launch.defaults import DEFAULT_CONFIG, config_file_dict, defaults  # noqa: F401 (public here too)
 from dash_jax.errors import UserError
 
 OPTIMIZERS = ('sgd', 'sam')
@@ -225,8 +225,8 @@ def validate(config) -> None:
 
 
 def _validate_single(config) -> None:
-  from dash_jax import dash, data, interventions, models  # registries
-  _choice(config, 'train_type', interventions.TRAINING_TYPES)
+  from dash_jax import dash, data, models, training_types  # registries
+  _choice(config, 'train_type', training_types.TRAINING_TYPES)
   _choice(config, 'optimizer', OPTIMIZERS)
   if any(not 0 <= s < 2**32 for s in parse_list(config.seeds, int, 'seeds')):
     raise UserError(f'config.seeds={config.seeds!r} must list integers in [0, 2**32); '
