@@ -305,7 +305,7 @@ def kernels(backend: str | None = None) -> Kernels:
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """How to build a model, its head, and how it runs on CPU."""
-  make: Callable[..., nn.Module]  # (config, num_classes, Kernels, dtype) -> module
+  make: Callable[..., nn.Module]  # (ModelSettings, num_classes, Kernels, dtype) -> module
   head: Sequence[str]  # top-level params re-drawn by the `reset` training type
   # (key, {head name: params}) -> same, re-drawn; None = the model's own init.
   head_init: Callable | None = None
@@ -315,11 +315,12 @@ class ModelSpec:
   # params -> the recycle.UnitLayers ReDo and Continual Backprop act on.
   units: Callable = mlp_units
 
-  def build(self, config, num_classes: int, backend: str | None = None) -> nn.Module:
-    """The module for `config` (width, depth, precision) on `backend`
-    (None = jax.default_backend()). Same parameter tree on every backend."""
-    dtype = PRECISIONS[config.precision]
-    return self.make(config, num_classes, kernels(backend), dtype)
+  def build(self, settings, num_classes: int, backend: str | None = None) -> nn.Module:
+    """The module for `settings` (settings.ModelSettings: width, depth,
+    precision) on `backend` (None = jax.default_backend()). Same parameter
+    tree on every backend."""
+    dtype = PRECISIONS[settings.precision]
+    return self.make(settings, num_classes, kernels(backend), dtype)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -337,21 +338,21 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def resolve_name(config) -> str:
-  """The model a config trains: the SoTA recipe swaps resnet18 for its
-  SoTA variant, as the original code does."""
-  if config.sota and config.model == 'resnet18':
+def resolve_name(model: str, sota: bool) -> str:
+  """The model a run trains: the SoTA recipe swaps resnet18 for its SoTA
+  variant, as the original code does."""
+  if sota and model == 'resnet18':
     return 'resnet18_sota'
-  return config.model
+  return model
 
 
 def get(name: str) -> ModelSpec:
   return MODELS[name]
 
 
-def build(config, num_classes: int, backend: str | None = None) -> nn.Module:
-  """get(config.model).build(...): config.model already resolved."""
-  return get(config.model).build(config, num_classes, backend)
+def build(settings, num_classes: int, backend: str | None = None) -> nn.Module:
+  """get(settings.model).build(...): settings.model already resolved."""
+  return get(settings.model).build(settings, num_classes, backend)
 
 
 def epoch_mode(name: str, backend: str | None = None) -> str:

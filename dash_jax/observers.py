@@ -1,6 +1,6 @@
 """What a run shows while it works: progress bars, a line per experiment,
-TensorBoard scalars and HParams in the run folder, (config.wandb) Weights &
-Biases, and (config.diagnostics) the original code's extra measurements.
+TensorBoard scalars and HParams in the run folder, (outputs.wandb) Weights &
+Biases, and (outputs.diagnostics) the original code's extra measurements.
 Kept out of the experiment loop, which only calls the four hooks below;
 nothing here changes what a run computes.
 
@@ -19,6 +19,7 @@ from tqdm import auto as tqdm
 
 from dash_jax import diagnostics as diagnostics_lib
 from dash_jax import results
+from dash_jax import settings as settings_lib
 from dash_jax.errors import UserError
 
 
@@ -106,29 +107,25 @@ class ScalarWriter:
         self._writer.close()
 
 
-def hparams(config) -> dict:
+def hparams(s: settings_lib.RunSettings) -> dict:
   """What tells a run from the others of its launch: training type,
   optimizer, seed and the swept fields' values."""
-  out = {'train_type': config.train_type, 'optimizer': config.optimizer,
-         'seed': results.seed_of(config)}
-  for field in config.get('swept') or ():
-    out[field] = config[field]
-  return out
+  return {'train_type': s.train_type, 'optimizer': s.optim.optimizer, 'seed': s.seed,
+          **dict(s.swept)}
 
 
 class WandbLogger:
   """The same scalars and the run's config in Weights & Biases (optional:
   the package is not a requirement; WANDB_MODE=offline works offline)."""
 
-  def __init__(self, config, name, run_dir):
+  def __init__(self, run: settings_lib.Run):
     try:
       import wandb
     except ImportError:
       raise UserError('config.wandb=True needs the wandb package: pip install wandb '
                       '(or drop --config.wandb)') from None
-    self.run = wandb.init(project='dash-jax', name=name, dir=run_dir,
-                          group=name.rsplit('-seed', 1)[0], config=config.to_dict(),
-                          reinit='create_new')
+    self.run = wandb.init(project='dash-jax', name=run.name, dir=run.folder, group=run.stem,
+                          config=run.recorded, reinit='create_new')
 
   def log(self, values: dict, step: int):
     self.run.log(values, step=int(step))
@@ -138,41 +135,35 @@ class WandbLogger:
     self.run.finish()
 
 
-def without_progress(config):
-  """The config of an observer that shows no progress bars (one set a group)."""
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.progress = False
-  return config
-
-
 class RunObserver:
   """Hooks of one run: experiment_start, on_epoch, experiment_end, close."""
 
-  def __init__(self, config, name, run_dir, *, data_for, chunk_size, log=print,
-               completed=()):
+  def __init__(self, run: settings_lib.Run, *, data_for, chunk_size, log=print,
+               completed=(), bars=True):
     """`data_for()` gives the run's (data, buffer_idx), read only when
-    config.diagnostics measures on them."""
-    self.config, self.name, self._log = config, name, log
+    diagnostics measure on them; `bars`: whether this observer may show
+    progress bars (one a group does)."""
+    s = run.settings
+    self.name, self._log, self.stop = run.name, log, s.stop
     # experiment -> why it may not converge ('' = nothing known); set by the loop
     self.not_converged_cause = lambda experiment: ''
-    self.num_chunks = config.num_chunks
+    self.num_chunks = s.chunks.num_chunks
     # disable=None: tqdm shows bars only on a terminal.
-    disable = None if config.progress else True
+    disable = None if s.outputs.progress and bars else True
     self.exp_bar = tqdm.tqdm(total=self.num_chunks, initial=len(completed),
-                             desc=name, unit='exp', leave=False, disable=disable)
-    self.epoch_bar = tqdm.tqdm(total=config.max_epoch, desc='  epochs', unit='ep',
+                             desc=run.name, unit='exp', leave=False, disable=disable)
+    self.epoch_bar = tqdm.tqdm(total=s.stop.max_epoch, desc='  epochs', unit='ep',
                                leave=False, disable=disable)
     self.epochs_before = sum(e['epochs'] for e in completed)  # TensorBoard step base
     self.records = list(completed)
-    self.writer = ScalarWriter(run_dir) if config.tensorboard else None
+    self.writer = ScalarWriter(run.folder) if s.outputs.tensorboard else None
     if self.writer is not None:
-      self.writer.hparams(hparams(config), trial_id=name)
-    self.wandb = WandbLogger(config, name, run_dir) if config.wandb else None
+      self.writer.hparams(hparams(s), trial_id=run.name)
+    self.wandb = WandbLogger(run) if s.outputs.wandb else None
     self.diagnostics = None
-    if config.diagnostics:
+    if s.outputs.diagnostics:
       self.diagnostics = diagnostics_lib.Diagnostics(
-          *data_for(), chunk_size, config.test_batch_size)
+          *data_for(), chunk_size, s.chunks.test_batch_size)
 
   def log(self, line):
     """Print without tearing the bars."""
@@ -183,7 +174,7 @@ class RunObserver:
   def experiment_start(self, experiment, state, resumed_epochs=0):
     """Right before training experiment j (after the 'before' intervention;
     `resumed_epochs` > 0 when it resumes from a checkpoint mid-experiment)."""
-    self.epoch_bar.reset(total=self.config.max_epoch)
+    self.epoch_bar.reset(total=self.stop.max_epoch)
     self.epoch_bar.update(resumed_epochs)
     self.epoch_bar.set_postfix_str('', refresh=False)
     self.epoch_bar.set_description(f'  exp {experiment} epochs')
@@ -241,8 +232,8 @@ class RunObserver:
 
   def _not_converged(self, j) -> str:
     cause = self.not_converged_cause(j)
-    return (f'  NOT CONVERGED (max_epoch={self.config.max_epoch} before '
-            f'converge_acc={self.config.converge_acc})' + (f'; {cause}' if cause else ''))
+    return (f'  NOT CONVERGED (max_epoch={self.stop.max_epoch} before '
+            f'converge_acc={self.stop.converge_acc})' + (f'; {cause}' if cause else ''))
 
   def final(self) -> dict:
     """The headline figures of the experiments so far (all, once finished)."""

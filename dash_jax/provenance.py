@@ -17,7 +17,6 @@ import sys
 import time
 
 from dash_jax import _version
-from dash_jax.launch import config as config_lib
 
 DIST_NAME = 'dash-jax'
 # Always recorded (None when absent); the optional ones only when installed.
@@ -104,9 +103,8 @@ def devices() -> dict:
           'device_count': jax.device_count(), 'process_count': jax.process_count()}
 
 
-def collect(config=None, argv=None) -> dict:
+def collect(precision: str = 'float32', argv=None) -> dict:
   """The provenance block of a run starting now; `stamp_end` closes it."""
-  config = config if config is not None else config_lib.defaults()
   argv = sys.argv if argv is None else argv
   return {
       'version': project_version(),
@@ -114,7 +112,7 @@ def collect(config=None, argv=None) -> dict:
       'libraries': libraries(),
       **devices(),
       'processor': processor(),
-      'precision': str(config['precision']),
+      'precision': str(precision),
       'host': socket.gethostname(),
       'command': shlex.join(str(a) for a in argv),
       'start_time': _now(),

@@ -12,7 +12,7 @@ import dataclasses
 import jax.numpy as jnp
 
 from dash_jax import augment
-from dash_jax.launch.config import parse_list
+from dash_jax.settings import OptimSettings
 
 # torchvision transforms of the original code, per dataset (train split only).
 AUGMENTATIONS = {
@@ -41,18 +41,17 @@ class WarmupMultiStep:
     return self.base_lr * warm * jnp.power(self.gamma, passed)
 
 
-def lr_schedule(config):
+def lr_schedule(optim: OptimSettings):
   """The per-step schedule of the SoTA recipe, or None."""
-  if not config.sota:
+  if not optim.sota:
     return None
-  milestones = tuple(parse_list(config.sota_milestones, int, 'sota_milestones'))
-  return WarmupMultiStep(float(config.learning_rate), milestones,
-                         float(config.sota_gamma))
+  return WarmupMultiStep(float(optim.learning_rate), tuple(optim.sota_milestones),
+                         float(optim.sota_gamma))
 
 
-def augmentation(config, dataset_name: str):
+def augmentation(optim: OptimSettings, dataset_name: str):
   """The SoTA recipe's training augmentation for a dataset, or None (no
   recipe, or a dataset the original code does not augment: svhn, ...)."""
-  if not config.sota or dataset_name not in AUGMENTATIONS:
+  if not optim.sota or dataset_name not in AUGMENTATIONS:
     return None
   return augment.Augment(AUGMENTATIONS[dataset_name])

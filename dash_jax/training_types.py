@@ -2,7 +2,7 @@
 
 Each is a pure function `(state, ctx) -> state`, run before an experiment
 (j >= 2) or after each one, or a loss term (l2_init). A training type names
-its label and builds its own typed hyper-parameters from the config; adding
+its label and builds its own typed hyper-parameters from a run's field values; adding
 one is its functions and one registry line.
 """
 from __future__ import annotations
@@ -81,8 +81,8 @@ class ShrinkPerturb:
   sigma: float
 
   @classmethod
-  def from_config(cls, config):
-    return cls(config.sp_lambda, config.sp_sigma)
+  def from_fields(cls, fields):
+    return cls(fields['sp_lambda'], fields['sp_sigma'])
 
 
 def shrink_perturb(state, ctx):
@@ -104,8 +104,8 @@ class Dash:
   per: str  # 'kernel' (original code) or 'neuron' (paper text)
 
   @classmethod
-  def from_config(cls, config):
-    return cls(config.dash_lambda, config.dash_alpha, config.dash_per)
+  def from_fields(cls, fields):
+    return cls(fields['dash_lambda'], fields['dash_alpha'], fields['dash_per'])
 
 
 _shrink_jit = jax.jit(dash_lib.shrink, static_argnames='per')
@@ -135,8 +135,8 @@ class Redo:
   tau: float  # a unit is dormant when its score <= tau; 0 = off
 
   @classmethod
-  def from_config(cls, config):
-    return cls(config.redo_tau)
+  def from_fields(cls, fields):
+    return cls(fields['redo_tau'])
 
   def active(self) -> bool:
     return self.tau > 0
@@ -154,8 +154,8 @@ class Cbp:
   maturity: int  # steps a unit must have trained before it may be replaced
 
   @classmethod
-  def from_config(cls, config):
-    return cls(config.cbp_replacement_rate, config.cbp_maturity_threshold)
+  def from_fields(cls, fields):
+    return cls(fields['cbp_replacement_rate'], fields['cbp_maturity_threshold'])
 
   def active(self) -> bool:
     return self.rate > 0
@@ -193,8 +193,8 @@ class L2Init:
   form: str = 'sum_norm_sq'
 
   @classmethod
-  def from_config(cls, config):
-    return cls(config.l2_init_lambda, config.l2_init_form)
+  def from_fields(cls, fields):
+    return cls(fields['l2_init_lambda'], fields['l2_init_form'])
 
   def __call__(self, params, init):
     if self.form == 'sum_norm_sq':  # PyTorch's `module.weight`s: kernels, norm scales
@@ -206,8 +206,8 @@ class L2Init:
     return self.lam * sum(jnp.sum(jnp.square(p - q)) for p, q in pairs)
 
 
-def _no_hparams(config):
-  del config
+def _no_hparams(fields):
+  del fields
 
 
 def _always(hparams) -> bool:
@@ -220,15 +220,16 @@ class TrainingType:
   label: str  # as the paper's tables name it
   before: Callable | None = None  # before experiment j >= 2
   after: Callable | None = None  # after every experiment
-  hparams: Callable[[Any], Any] = _no_hparams  # config -> this type's values
+  # a run's field values (a dict) -> this type's typed values
+  hparams: Callable[[Any], Any] = _no_hparams
   regularizer: Callable[[Any], Callable] | None = None  # hparams -> loss term
   # hparams -> whether the hooks run: off (e.g. ReDo's tau = 0), the run
   # draws no key for them, so it is warm's run exactly
   active: Callable[[Any], bool] = _always
 
-  def regularizer_for(self, config):
+  def regularizer_for(self, hparams):
     """The loss term (params, init_params) -> scalar this type adds, or None."""
-    return None if self.regularizer is None else self.regularizer(self.hparams(config))
+    return None if self.regularizer is None else self.regularizer(hparams)
 
 
 # Paper order (tables and figures follow it).
@@ -237,14 +238,14 @@ TRAINING_TYPES: dict[str, TrainingType] = {
     'warm': TrainingType('Warm'),
     'warm_rm': TrainingType('Warm ReM', after=warm_rm),
     'reset': TrainingType('Reset', after=reset),
-    'l2_init': TrainingType('L2 Init', hparams=L2Init.from_config,
+    'l2_init': TrainingType('L2 Init', hparams=L2Init.from_fields,
                             regularizer=lambda hp: hp),
-    'sp': TrainingType('S&P', after=shrink_perturb, hparams=ShrinkPerturb.from_config),
-    'dash': TrainingType('DASH', before=dash, hparams=Dash.from_config),
+    'sp': TrainingType('S&P', after=shrink_perturb, hparams=ShrinkPerturb.from_fields),
+    'dash': TrainingType('DASH', before=dash, hparams=Dash.from_fields),
     # Beyond the paper: neuron-recycling methods (dash_jax/recycle.py).
-    'redo': TrainingType('ReDo', before=redo, hparams=Redo.from_config,
+    'redo': TrainingType('ReDo', before=redo, hparams=Redo.from_fields,
                          active=Redo.active),
-    'cbp': TrainingType('CBP', before=cbp, hparams=Cbp.from_config, active=Cbp.active),
+    'cbp': TrainingType('CBP', before=cbp, hparams=Cbp.from_fields, active=Cbp.active),
 }
 
 

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 from dash_jax.launch import config as config_lib
-from dash_jax.launch import defaults, fieldhelp
+from dash_jax.launch import config as config_lib
+from dash_jax.launch import fieldhelp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,9 +28,9 @@ def test_launch_py_help_in_a_process():
 
 
 def test_every_field_of_default_py_has_a_help_line():
-  with open(defaults.DEFAULT_CONFIG) as f:
+  with open(config_lib.DEFAULT_CONFIG) as f:
     meaning = fieldhelp.meanings(f.read())
-  fields = defaults.defaults()
+  fields = config_lib.defaults()
   assert set(meaning) == set(fields)
   missing = sorted(f for f in fields if len(meaning[f].split()) < 2)  # not '# Model.'
   assert not missing, f'configs/default.py: give these fields a comment: {missing}'

@@ -18,8 +18,9 @@ import numpy as np
 from dash_jax.data.base import (Dataset, cache_path, data_dir, feature_stats, pixel_stats,
                                 read_cache, tfds_split_arrays, write_cache)
 from dash_jax.errors import UserError
+from dash_jax.settings import DataSettings
 
-__all__ = ['DATASETS', 'Dataset', 'check_unchanged', 'data_dir', 'fingerprinted', 'kind', 'load',
+__all__ = ['DATASETS', 'Dataset', 'check_unchanged', 'data_dir', 'fingerprint', 'kind', 'load',
            'noisy_labels']
 
 
@@ -29,14 +30,14 @@ DIGITS_NAME, DIGITS_VERSION = 'dash_digits', '1.0.0'
 MNIST1D_NAME, MNIST1D_VERSION = 'dash_mnist1d', '1.0.0'
 
 
-def _offline_splits(config, name, version, builder_class):
+def _offline_splits(settings, name, version, builder_class):
   """Both splits of a dataset a builder generates offline: from the arrays
   kept by an earlier launch when both are there (no TensorFlow import); else
   built and read through tfds."""
-  folder = os.path.join(data_dir(config), name, version)
+  folder = os.path.join(data_dir(settings), name, version)
   splits = [read_cache(cache_path(folder, s)) for s in ('train', 'test')]
   if any(s is None for s in splits):
-    builder = builder_class()(data_dir=data_dir(config))
+    builder = builder_class()(data_dir=data_dir(settings))
     builder.download_and_prepare()  # offline: the builder generates the data
     splits = [tfds_split_arrays(builder, s) for s in ('train', 'test')]
   return splits
@@ -49,20 +50,20 @@ def _digits_builder():
   return DashDigits
 
 
-def load_digits(config) -> Dataset:
+def load_digits(settings) -> Dataset:
   (train_x, train_y), (test_x, test_y) = _offline_splits(
-      config, DIGITS_NAME, DIGITS_VERSION, _digits_builder)
+      settings, DIGITS_NAME, DIGITS_VERSION, _digits_builder)
   mean, std = pixel_stats(train_x)
   return Dataset('digits', train_x, train_y, test_x, test_y, 10,
                  mean=np.full_like(mean, mean.mean()), std=np.full_like(std, std.mean()))
 
 
-def load_mnist1d(config) -> Dataset:
+def load_mnist1d(settings) -> Dataset:
   """MNIST-1D's float32 signals (N, 40); generated already standardised, so
   normalize='auto' feeds them as they are, as the benchmark's own code does.
   Generated in NumPy (no TensorFlow) and kept as arrays in the data dir; the
   arrays an earlier version kept beside its tfds build are the same arrays."""
-  folders = mnist1d_folders(config)
+  folders = mnist1d_folders(settings)
   for folder in folders:
     splits = [read_cache(cache_path(folder, s)) for s in ('train', 'test')]
     if all(s is not None for s in splits):
@@ -75,12 +76,12 @@ def load_mnist1d(config) -> Dataset:
                  auto_normalize='none', source=mnist1d_source())
 
 
-def mnist1d_folders(config) -> tuple:
+def mnist1d_folders(settings) -> tuple:
   """Where MNIST-1D's arrays may be kept: beside a tfds build of
   mnist1d_tfds.DashMnist1d (earlier versions built one), then dash_jax's own
   folder, where a launch keeps them (not the tfds folder: a later tfds build
   there would take its arrays for a broken build and skip it)."""
-  root = data_dir(config)
+  root = data_dir(settings)
   return (os.path.join(root, MNIST1D_NAME, MNIST1D_VERSION),
           os.path.join(root, 'dash_jax', f'{MNIST1D_NAME}-{MNIST1D_VERSION}'))
 
@@ -144,55 +145,40 @@ def kind(name) -> tuple[str, str]:
   return user.parse(name, DATASETS)
 
 
-def check(config) -> None:
-  """The dataset's form and the fields only some forms read (no file read)."""
+def fingerprint(dataset: str) -> str:
+  """A file dataset's (npz, image folder) contents' sha256, hashed once a
+  process; '' for any other dataset. The launch records it in the runs'
+  settings, so its workdir guard refuses runs made from other contents."""
   from dash_jax.data import user
-  user.check_fields(config, kind(config.dataset)[0])
-
-
-# The derived run-config field holding a file dataset's sha256: the workdir
-# guard then refuses runs made from other file contents.
-SHA256_FIELD = 'dataset_sha256'
-
-
-def fingerprinted(config):
-  """`config`, or for a file dataset (npz, image folder) a copy with
-  config.dataset_sha256 set: its contents' sha256, hashed once a process."""
-  from dash_jax.data import user
-  k, target = kind(config.dataset)
+  k, target = kind(dataset)
   found = user.fingerprint(k, target)
-  if found is None:
-    return config
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config[SHA256_FIELD] = found['sha256']
-  return config
+  return '' if found is None else found['sha256']
 
 
-def check_unchanged(config, ds) -> None:
+def check_unchanged(settings: DataSettings, ds) -> None:
   """UserError when a file dataset's loaded contents are not the ones the
-  launch hashed (config.dataset_sha256): the file changed meanwhile, and no
-  run may mix the two."""
-  recorded, loaded = config.get(SHA256_FIELD), (ds.source or {}).get('sha256')
+  launch hashed (settings.dataset_sha256): the file changed meanwhile, and
+  no run may mix the two."""
+  recorded, loaded = settings.dataset_sha256, (ds.source or {}).get('sha256')
   if recorded and loaded and recorded != loaded:
-    raise UserError(f'{config.dataset} changed while this launch ran (sha256 '
+    raise UserError(f'{settings.dataset} changed while this launch ran (sha256 '
                     f'{recorded[:16]}... when it started, {loaded[:16]}... when loaded); '
                     f'it stops here so that no run mixes the two: leave the file alone '
                     f'while a launch runs, and re-run the same command')
 
 
-def load(config) -> Dataset:
-  """The named dataset with the config's training subset applied."""
+def load(settings: DataSettings) -> Dataset:
+  """The named dataset with the settings' training subset applied (the
+  launch checked the fields beforehand: launch.config.validate)."""
   from dash_jax.data import user
-  k, target = kind(config.dataset)
-  user.check_fields(config, k)
-  ds = DATASETS[target](config) if k == 'registered' else user.LOADERS[k](config, target)
-  if config.num_train > len(ds.train_y):
-    raise UserError(f'config.num_train={config.num_train} exceeds the {len(ds.train_y)} '
-                    f'training examples of {config.dataset}; lower it, or 0 for all')
-  if config.num_train and config.num_train < len(ds.train_y):
-    keep = np.sort(np.random.default_rng(0).permutation(
-        len(ds.train_y))[:config.num_train])
+  k, target = kind(settings.dataset)
+  ds = DATASETS[target](settings) if k == 'registered' else user.LOADERS[k](settings, target)
+  num_train = settings.num_train
+  if num_train > len(ds.train_y):
+    raise UserError(f'config.num_train={num_train} exceeds the {len(ds.train_y)} '
+                    f'training examples of {settings.dataset}; lower it, or 0 for all')
+  if num_train and num_train < len(ds.train_y):
+    keep = np.sort(np.random.default_rng(0).permutation(len(ds.train_y))[:num_train])
     ds = dataclasses.replace(ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep])
   return ds
 

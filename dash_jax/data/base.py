@@ -170,6 +170,6 @@ def pixel_stats(x):
   return pixels.mean(0).astype(np.float32), pixels.std(0).astype(np.float32)
 
 
-def data_dir(config) -> str:
-  return os.path.expanduser(config.data_dir or os.environ.get(
+def data_dir(settings) -> str:
+  return os.path.expanduser(settings.data_dir or os.environ.get(
       'TFDS_DATA_DIR', '~/tensorflow_datasets'))

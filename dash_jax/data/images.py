@@ -30,8 +30,8 @@ class ImageSet:
   test_split: str = 'test'
   train_size: int = 0  # >0: a seeded random subset of the training split
 
-  def __call__(self, config):
-    builder = self.builder(config)
+  def __call__(self, settings):
+    builder = self.builder(settings)
     train_x, train_y = base.tfds_split_arrays(builder, 'train')
     test_x, test_y = base.tfds_split_arrays(builder, self.test_split)
     if self.mean is None:
@@ -47,16 +47,16 @@ class ImageSet:
     return base.Dataset(self.name, train_x, train_y, test_x, test_y, num_classes,
                         mean=mean.astype(np.float32), std=std.astype(np.float32))
 
-  def builder(self, config):
+  def builder(self, settings):
     """A prepared tfds builder, or a UserError that says how to prepare it."""
     tfds = base.import_tfds(f'dataset {self.name!r}')
-    root = base.data_dir(config)
+    root = base.data_dir(settings)
     with base.quiet_missing_folders():
       builder = tfds.builder(self.tfds_name, data_dir=root)
       prepared = builder.is_prepared()
     if prepared:
       return builder
-    if not config.download:
+    if not settings.download:
       raise UserError(
           f'dataset {self.name!r} is not prepared in {builder.data_path}; prepare '
           f'it once with `tfds build {self.tfds_name} --data_dir {root}` (downloads '
@@ -70,17 +70,17 @@ class ImageSet:
 class TinyImagenetSet(ImageSet):
   """Built locally from the official archive in the manual dir (no download)."""
 
-  def builder(self, config):
+  def builder(self, settings):
     tfds = base.import_tfds(f'dataset {self.name!r}')
     from dash_jax.data import tiny_imagenet
-    root = base.data_dir(config)
+    root = base.data_dir(settings)
     with base.quiet_missing_folders():
       builder = tiny_imagenet.TinyImagenet(data_dir=root)
       prepared = builder.is_prepared()
     if prepared:
       return builder
     manual = os.path.expanduser(
-        config.manual_dir or os.path.join(root, 'downloads', 'manual'))
+        settings.manual_dir or os.path.join(root, 'downloads', 'manual'))
     if tiny_imagenet.find_root(manual) is None:
       raise UserError(
           f'dataset {self.name!r} is not prepared in {builder.data_path} and '

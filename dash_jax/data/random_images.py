@@ -43,8 +43,8 @@ class RandomSet:
   shape: tuple
   num_classes: int
 
-  def __call__(self, config):
-    del config  # nothing to find on disk
+  def __call__(self, settings):
+    del settings  # nothing to find on disk
     train_x, train_y, test_x, test_y = random_arrays(
         self.num_train, self.num_test, self.shape, self.num_classes)
     channels = self.shape[-1]

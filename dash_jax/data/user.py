@@ -33,7 +33,6 @@ import zlib
 
 import numpy as np
 
-from dash_jax.launch.defaults import defaults as field_defaults
 from dash_jax.data import base
 from dash_jax.errors import UserError
 
@@ -41,7 +40,6 @@ NPZ_ARRAYS = ('x_train', 'y_train', 'x_test', 'y_test')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 FORMS = 'PATH.npz (or npz:PATH), tfds:NAME[/CONFIG], folder:PATH'
 KINDS = ('npz', 'tfds', 'folder')
-# Fields that only some kinds read, with their defaults (configs/default.py).
 # Fields only one kind of dataset reads (their defaults: configs/default.py).
 KIND_FIELDS = {'train_split': 'tfds', 'test_split': 'tfds', 'image_size': 'folder',
                'num_classes': 'npz'}
@@ -65,18 +63,6 @@ def parse(name: str, registered) -> tuple[str, str]:
     return 'npz', name
   raise UserError(f'unknown dataset {name!r}; valid: {", ".join(sorted(registered))}, '
                   f'or your own data: {FORMS}')
-
-
-def check_fields(config, kind: str) -> None:
-  """Fields that only one kind reads must keep their defaults elsewhere."""
-  defaults = field_defaults()
-  for field, reader in KIND_FIELDS.items():
-    value, default = config[field], defaults[field]
-    if value != default and kind != reader:
-      raise UserError(f'config.{field}={value!r} applies to {reader} datasets only '
-                      f'(config.dataset={config.dataset!r}); leave it at {default!r}')
-  if config.image_size < 0 or config.num_classes < 0:
-    raise UserError('config.image_size and config.num_classes must be >= 0 (0 = from the data)')
 
 
 # ------------------------------------------------------------- fingerprints
@@ -329,9 +315,9 @@ def _read_arrays(f, target) -> dict:
   return arrays
 
 
-def load_npz(config, target) -> base.Dataset:
+def load_npz(settings, target) -> base.Dataset:
   source = dict(kind='npz', **fingerprint('npz', target))
-  name = config.dataset
+  name = settings.dataset
   with _open_npz(source['path'], target) as f:
     arrays = _read_arrays(f, target)
   where = f'dataset file {target}'
@@ -341,7 +327,7 @@ def load_npz(config, target) -> base.Dataset:
   train_y = _labels(arrays['y_train'], f'{where}: y_train', limit)
   test_y = _labels(arrays['y_test'], f'{where}: y_test', limit)
   _check_splits(where, train_x, train_y, test_x, test_y, NPZ_ARRAYS)
-  k = _num_classes(train_y, test_y, config.num_classes, where)
+  k = _num_classes(train_y, test_y, settings.num_classes, where)
   source['arrays'] = {a: [list(v.shape), str(v.dtype)] for a, v in arrays.items()}
   return _dataset(name, train_x, train_y, test_x, test_y, k, source)
 
@@ -391,9 +377,9 @@ def check_online(target) -> None:
                     f'--config.data_dir at DIR')
 
 
-def load_tfds(config, target) -> base.Dataset:
+def load_tfds(settings, target) -> base.Dataset:
   tfds = base.import_tfds(f'config.dataset=tfds:{target}')
-  root = base.data_dir(config)
+  root = base.data_dir(settings)
   try:
     with base.quiet_missing_folders():
       builder = tfds.builder(target, data_dir=root)
@@ -404,7 +390,7 @@ def load_tfds(config, target) -> base.Dataset:
   except (ValueError, KeyError) as e:
     raise UserError(f'tfds:{target}: {_reason(e)}') from None
   if not prepared:
-    if not config.download:
+    if not settings.download:
       raise UserError(
           f'tfds dataset {target!r} is not prepared in {builder.data_path}; prepare it '
           f'once with `tfds build {target} --data_dir {root}`, or rerun with '
@@ -420,7 +406,7 @@ def load_tfds(config, target) -> base.Dataset:
                     f'classification datasets with supervised keys can be read')
   splits, split_names = [], {}
   for field in ('train_split', 'test_split'):
-    split = split_names[field] = config[field]
+    split = split_names[field] = getattr(settings, field)
     try:
       splits.append(base.tfds_split_arrays(builder, split))
     except (ValueError, KeyError, AssertionError) as e:
@@ -441,7 +427,7 @@ def load_tfds(config, target) -> base.Dataset:
   source = {'kind': 'tfds', 'name': target, 'version': str(builder.info.version),
             'data_dir': root, 'train_split': tr, 'test_split': te,
             'supervised_keys': list(keys)}
-  return _dataset(config.dataset, train_x, train_y, test_x, test_y, k, source)
+  return _dataset(settings.dataset, train_x, train_y, test_x, test_y, k, source)
 
 
 # ------------------------------------------------------------- image folders
@@ -521,7 +507,7 @@ def _sixteen_to_eight(pixels, rel, target) -> np.ndarray:
   return np.rint(pixels.astype(np.float64) / 257.0).astype(np.uint8)
 
 
-def load_folder(config, target) -> base.Dataset:
+def load_folder(settings, target) -> base.Dataset:
   from PIL import Image
   source = dict(kind='folder', **fingerprint('folder', target))
   root = source['path']
@@ -537,7 +523,7 @@ def load_folder(config, target) -> base.Dataset:
       raise UserError(f'image folder {target}: class {", ".join(missing)} has no images '
                       f'in {split}/ ({", ".join(IMAGE_SUFFIXES)}); give every class '
                       f'images in both train/ and test/')
-  size = config.image_size
+  size = settings.image_size
   files = [(f'{split}/{c}/{f}', split, i) for split, classes in (('train', train), ('test', test))
            for i, c in enumerate(names) for f in classes[c]]
   images = [_read_image(root, rel, target) for rel, _, _ in files]
@@ -556,7 +542,7 @@ def load_folder(config, target) -> base.Dataset:
   ys = np.array([i for _, _, i in files], np.int32)
   is_train = np.array([s == 'train' for _, s, _ in files])
   source.update(classes=names, image_size=size)
-  return _dataset(config.dataset, arrays[is_train], ys[is_train], arrays[~is_train],
+  return _dataset(settings.dataset, arrays[is_train], ys[is_train], arrays[~is_train],
                   ys[~is_train], len(names), source)
 
 

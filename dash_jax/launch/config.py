@@ -1,11 +1,41 @@
-"""Config checks that run before any compute, so a typo costs seconds."""
+"""The launch's config: every field's default (configs/default.py), the
+field tables, and the checks that run before any compute, so a typo costs
+seconds."""
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
+import os
 
 from dash_jax import batches
-from dash_jax.launch.defaults import DEFAULT_CONFIG, config_file_dict, defaults  # noqa: F401 (public here too)
+from dash_jax.setup import CHUNK_ORDERS
 from dash_jax.errors import UserError
+
+# ------------------------------------------------ defaults (configs/default.py)
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_CONFIG = os.path.join(_REPO, 'configs', 'default.py')
+
+
+@functools.lru_cache(maxsize=None)
+def config_file_dict(name: str) -> dict:
+  """configs/NAME.py's config as a dict (its fields and their values)."""
+  path = os.path.join(os.path.dirname(DEFAULT_CONFIG), f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'_dash_jax_{name}_config', path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except FileNotFoundError:
+    raise UserError(f'{path} is missing; the defaults of every field live in configs/ '
+                    f'(run from a checkout of the repository)') from None
+  return module.get_config().to_dict()
+
+
+def defaults() -> dict:
+  """Every field's default: configs/default.py's config, as a dict."""
+  return dict(config_file_dict('default'))
+
 
 OPTIMIZERS = ('sgd', 'sam')
 EPOCH_MODES = ('auto', 'loop', 'scan')
@@ -52,8 +82,7 @@ _DERIVED_FIELDS = frozenset({'seed'})
 ADDED_FIELDS = ('precision', 'chunk_order', 'train_split', 'test_split', 'image_size',
                 'num_classes', 'redo_tau', 'cbp_replacement_rate', 'cbp_maturity_threshold',
                 'last_batch')
-CHUNK_ORDERS = ('random', 'given')
-# Derived run-config field: a file dataset's sha256 (data.fingerprinted).
+# Derived run-config field: a file dataset's sha256 (data.fingerprint).
 DATASET_SHA256 = 'dataset_sha256'
 def upgrade(saved: dict) -> dict:
   """A run config read from disk, with each field added since it was saved
@@ -231,7 +260,7 @@ def _validate_single(config) -> None:
   if any(not 0 <= s < 2**32 for s in parse_list(config.seeds, int, 'seeds')):
     raise UserError(f'config.seeds={config.seeds!r} must list integers in [0, 2**32); '
                     f'e.g. --config.seeds=0,1,2')
-  data.check(config)  # a registered name, PATH.npz, tfds:NAME or folder:PATH
+  check_data_fields(config, data.kind(config.dataset)[0])  # a registered name, PATH.npz, tfds:NAME or folder:PATH
   _choice(config, 'chunk_order', CHUNK_ORDERS)
   _choice(config, 'last_batch', batches.LAST_BATCH_MODES)
   _choice(config, 'model', models.MODELS)
@@ -269,3 +298,16 @@ def _validate_single(config) -> None:
     if not 0 <= config.process_id < config.num_processes:
       raise UserError(f'config.process_id={config.process_id} is outside [0, '
                       f'{config.num_processes}); give each process its own id')
+
+
+def check_data_fields(config, kind: str) -> None:
+  """Fields that only one kind of dataset reads (data.user.KIND_FIELDS)
+  must keep their defaults for the others."""
+  from dash_jax.data import user
+  default = defaults()
+  for field, reader in user.KIND_FIELDS.items():
+    if config[field] != default[field] and kind != reader:
+      raise UserError(f'config.{field}={config[field]!r} applies to {reader} datasets only '
+                      f'(config.dataset={config.dataset!r}); leave it at {default[field]!r}')
+  if config.image_size < 0 or config.num_classes < 0:
+    raise UserError('config.image_size and config.num_classes must be >= 0 (0 = from the data)')

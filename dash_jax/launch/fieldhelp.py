@@ -17,7 +17,6 @@ import re
 import tokenize
 
 from dash_jax.launch import config as config_lib
-from dash_jax.launch import defaults
 
 USAGE = """usage: dash-jax --config CONFIG --workdir DIR [--config.FIELD=VALUE ...]
        (or: python launch.py --config CONFIG --workdir DIR ...)
@@ -92,10 +91,10 @@ def _default_text(value) -> str:
 
 def help_text(path: str | None = None) -> str:
   """The usage line, then every field of configs/default.py in two groups."""
-  path = path or defaults.DEFAULT_CONFIG
+  path = path or config_lib.DEFAULT_CONFIG
   with open(path) as f:
     meaning = meanings(f.read())
-  values = defaults.defaults()
+  values = config_lib.defaults()
   science = [f for f in values if f not in config_lib.EXECUTION_FIELDS]
   execution = [f for f in values if f in config_lib.EXECUTION_FIELDS]
   order = list(meaning)
