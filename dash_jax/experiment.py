@@ -321,9 +321,9 @@ def _train(g: Group, states, keys, j, progress, on_epoch, on_checkpoint):
   names its run first (which of the launch's runs stopped)."""
   try:
     return train.train_until_converged(
-        states, keys, g.data, g.buffer_idx, j * g.chunk_size, g.options, experiment=j,
-        seeds=g.seeds if len(g.runs) > 1 else None, progress=progress, on_epoch=on_epoch,
-        on_checkpoint=on_checkpoint)
+        states, keys, train.ExperimentData(g.data, g.buffer_idx, j * g.chunk_size), g.options,
+        train.EpochHooks(experiment=j, seeds=g.seeds if len(g.runs) > 1 else None,
+                         progress=progress, on_epoch=on_epoch, on_checkpoint=on_checkpoint))
   except train.NonFiniteLoss as e:
     name = g.runs[g.seeds.index(e.seed)].name if e.seed in g.seeds else g.runs[0].name
     cause = likely_cause(g, j)
