@@ -82,8 +82,9 @@ class JaxBench:
     data, buffer_idx, active = self._group_data
     states, keys = jax.tree.map(lambda x: x[None], (self.state, self.key))
     states, keys, count, metrics, _ = train.device_epochs(
-        states, keys, active, data, buffer_idx, self.n, self.num_batches,
-        0, epochs, np.float32(2.0), step_cfg=self.step_cfg, batch_size=self.batch_size)
+        states, keys, active, train.EpochSource(data, buffer_idx, self.n, self.num_batches),
+        train.CallBounds(0, epochs, np.float32(2.0)),
+        layout=train.Layout(self.step_cfg, self.batch_size))
     self.state, self.key = train.take_seed(states, 0), keys[0]
     assert int(count) == epochs
     return np.asarray(metrics)[:, 0]
@@ -98,8 +99,9 @@ class JaxBench:
 
   def _loop_step(self, order, b, step_key, sums):
     self.state, sums = train.loop_step(
-        self.state, sums, self.data, order, b, self.n, step_cfg=self.step_cfg,
-        batch_size=self.batch_size, num_batches=self.num_batches, key=step_key)
+        self.state, sums,
+        train.Epoch(self.data, order, self.n, num_batches=self.num_batches, key=step_key), b,
+        layout=train.Layout(self.step_cfg, self.batch_size))
     return sums
 
   def step(self):

@@ -71,8 +71,8 @@ def step_config(sam: bool):
 def compile_loop_step(state, data, order, n, step_cfg, batch):
   """(compiled step, its FLOPs per call from XLA's cost analysis or None)."""
   sums = jnp.zeros((2,), jnp.float32)
-  compiled = train.loop_step.lower(state, sums, data, order, 0, n, step_cfg=step_cfg,
-                                   batch_size=batch).compile()
+  compiled = train.loop_step.lower(state, sums, train.Epoch(data, order, n), 0,
+                                   layout=train.Layout(step_cfg, batch)).compile()
   flops = None
   with contextlib.suppress(Exception):  # cost analysis is best effort
     cost = compiled.cost_analysis()
@@ -84,7 +84,7 @@ def compile_loop_step(state, data, order, n, step_cfg, batch):
 def loop_epoch(compiled, state, data, order, n, steps):
   sums = jnp.zeros((2,), jnp.float32)
   for b in range(steps):
-    state, sums = compiled(state, sums, data, order, b, n)
+    state, sums = compiled(state, sums, train.Epoch(data, order, n), b)
   return state, sums
 
 
@@ -97,8 +97,8 @@ def _one_epoch(states, keys, data, buffer_idx, n, steps, step_cfg, batch, block)
   """One device_epochs call of one epoch (the threshold is out of reach)."""
   active = jnp.ones((keys.shape[0],), bool)
   states, keys, _, metrics, _ = train.device_epochs(
-      states, keys, active, data, buffer_idx, n, steps, 0, 1, np.float32(2.0),
-      step_cfg=step_cfg, batch_size=batch, block=block)
+      states, keys, active, train.EpochSource(data, buffer_idx, n, steps),
+      train.CallBounds(0, 1, np.float32(2.0)), layout=train.Layout(step_cfg, batch, block))
   return states, keys, metrics[0]
 
 

@@ -64,8 +64,8 @@ def measure(step_cfg, steps, repeats, batch_size=128, precision='float32'):
   flops = None
   try:
     sums = jnp.zeros((2,), jnp.float32)
-    cost = train.loop_step.lower(state, sums, data, order, 0, n, step_cfg=step_cfg,
-                                 batch_size=batch_size).compile().cost_analysis()
+    cost = train.loop_step.lower(state, sums, train.Epoch(data, order, n), 0,
+                                 layout=train.Layout(step_cfg, batch_size)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get('flops', 0.0)) or None
   except Exception:  # noqa: BLE001, S110 - cost analysis is best effort
@@ -75,15 +75,16 @@ def measure(step_cfg, steps, repeats, batch_size=128, precision='float32'):
     if scan:
       states, keys = jax.tree.map(lambda x: x[None], (state, jax.random.PRNGKey(2)))
       states, _, _, sums, _ = train.device_epochs(
-          states, keys, jnp.ones((1,), bool), group_data, buffer_idx[None], n, steps,
-          0, 1, np.float32(2.0), step_cfg=step_cfg, batch_size=batch_size,
-          block=setup.SCAN_BLOCK_ACCELERATOR)
+          states, keys, jnp.ones((1,), bool),
+          train.EpochSource(group_data, buffer_idx[None], n, steps),
+          train.CallBounds(0, 1, np.float32(2.0)),
+          layout=train.Layout(step_cfg, batch_size, setup.SCAN_BLOCK_ACCELERATOR))
       state = train.take_seed(states, 0)
     else:
       sums = jnp.zeros((2,), jnp.float32)
       for b in range(steps):
-        state, sums = train.loop_step(state, sums, data, order, b, n,
-                                      step_cfg=step_cfg, batch_size=batch_size)
+        state, sums = train.loop_step(state, sums, train.Epoch(data, order, n), b,
+                                      layout=train.Layout(step_cfg, batch_size))
     sums.block_until_ready()
     return state
 

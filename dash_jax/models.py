@@ -12,7 +12,6 @@ parameters, BatchNorm statistics and the returned logits stay float32.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -108,15 +107,23 @@ torch_conv_kernel = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
 vgg_linear_kernel = nn.initializers.normal(0.01)
 
 
-def conv(module: ModuleDef, features, kernel, stride=1, padding=0, bias=False,
-         init=None, dtype=jnp.float32, name=None):
-  """nn.Conv2d with PyTorch's symmetric padding; kernel is (kh, kw, in, out).
-  Default init: Kaiming normal fan_out; bias (if any) zero."""
-  return module(features, (kernel, kernel), strides=(stride, stride),
-                padding=((padding, padding), (padding, padding)),
-                use_bias=bias, kernel_init=init or kaiming_fan_out,
-                bias_init=nn.initializers.zeros, dtype=dtype,
-                param_dtype=jnp.float32, name=name)
+@dataclasses.dataclass(frozen=True)
+class TorchConv:
+  """Makes nn.Conv2d-like convs with PyTorch's symmetric padding; holds what a
+  model's convs share: the module kind, the init (None: Kaiming normal
+  fan_out), whether they have a bias (zero-initialised) and the compute dtype."""
+  module: ModuleDef = nn.Conv
+  init: Callable | None = None
+  bias: bool = False
+  dtype: Any = jnp.float32
+
+  def __call__(self, features, kernel, stride=1, padding=0, name=None):
+    """A kernel x kernel conv; its kernel param is (kh, kw, in, out)."""
+    return self.module(features, (kernel, kernel), strides=(stride, stride),
+                       padding=((padding, padding), (padding, padding)),
+                       use_bias=self.bias, kernel_init=self.init or kaiming_fan_out,
+                       bias_init=nn.initializers.zeros, dtype=self.dtype,
+                       param_dtype=jnp.float32, name=name)
 
 
 class BasicBlock(nn.Module):
@@ -130,7 +137,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool, mask=None):
-    cv = functools.partial(conv, self.conv, init=self.kernel_init, dtype=self.dtype)
+    cv = TorchConv(self.conv, init=self.kernel_init, dtype=self.dtype)
     bn = lambda name, h: batch_norm(self.norm, train, self.dtype, name)(
         h, mask=_bn_mask(mask, h))
     y = nn.relu(bn('bn1', cv(self.features, 3, self.stride, 1, name='conv1')(x)))
@@ -158,7 +165,7 @@ class ResNet18(nn.Module):
   def __call__(self, x, train: bool = False, mask=None):
     init = torch_conv_kernel if self.sota else kaiming_fan_out
     x = jnp.asarray(x, self.dtype)
-    x = conv(self.conv, 64, 3, 1, 1, init=init, dtype=self.dtype, name='conv1')(x)
+    x = TorchConv(self.conv, init=init, dtype=self.dtype)(64, 3, 1, 1, name='conv1')(x)
     x = batch_norm(self.norm, train, self.dtype, 'bn1')(x, mask=_bn_mask(mask, x))
     x = nn.relu(x)
     if not self.sota:
@@ -227,7 +234,7 @@ class VGG16(nn.Module):
         x = self.pool(x, (2, 2), strides=(2, 2), padding=pad)
       else:
         i += 1
-        x = conv(self.conv, v, 3, 1, 1, bias=True, dtype=self.dtype, name=f'conv{i}')(x)
+        x = TorchConv(self.conv, bias=True, dtype=self.dtype)(v, 3, 1, 1, name=f'conv{i}')(x)
         x = batch_norm(self.norm, train, self.dtype, f'bn{i}')(x, mask=_bn_mask(mask, x))
         x = nn.relu(x)
     x = adaptive_avg_pool(x, 7).reshape((x.shape[0], -1))

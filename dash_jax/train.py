@@ -43,6 +43,52 @@ class StepConfig:
   balanced: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """An epoch program's static choices (hashable: one jit static arg, so one
+  compile serves every experiment): the step, the batch size and `block`,
+  the steps a host round trip inside a compiled epoch (_fori_epoch)."""
+  step_cfg: StepConfig
+  batch_size: int
+  block: int = 1
+
+
+@flax.struct.dataclass
+class EpochSource:
+  """What an experiment's epochs draw from, traced (a new n compiles
+  nothing): the data dict, the buffer order, n (buffer entries trained on)
+  and the batches an epoch (one seed's, or a group's with a leading seed
+  axis on train_y and buffer_idx)."""
+  data: dict
+  buffer_idx: Any
+  n: Any
+  num_batches: Any
+
+
+@flax.struct.dataclass
+class Epoch:
+  """One epoch's traced inputs to its steps: the data dict, the epoch's
+  batch order (epoch_order), n, the batches an epoch, the epoch's number
+  (for lr_schedule) and the key of the steps' augmentation and dropout (None:
+  neither)."""
+  data: dict
+  order: Any
+  n: Any
+  num_batches: Any = 1
+  epoch: Any = 0
+  key: Any = None
+
+
+@flax.struct.dataclass
+class CallBounds:
+  """Where one device_epochs call starts and stops, traced: the first
+  epoch's number, the most epochs it runs (<= EPOCHS_PER_CALL) and the
+  running accuracy that stops a seed (device_threshold's float32)."""
+  first_epoch: Any
+  max_epochs: Any
+  threshold: Any
+
+
 LOWER_LR = 'lower --config.learning_rate'
 
 
@@ -75,7 +121,10 @@ def masked_mean(values, mask):
   return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def train_loss(params, batch_stats, state, x, y, mask, regularizer, rng=None):
+def train_loss(params, batch_stats, state, batch, regularizer, rng=None):
+  """Masked mean cross-entropy (plus the regulariser) of `batch`, (x, y, mask);
+  aux: the BatchNorm statistics after the pass and the batch accuracy."""
+  x, y, mask = batch
   logits, batch_stats = forward(state, params, batch_stats, x, True, mask, rng)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
   loss = masked_mean(ce, mask)
@@ -93,13 +142,12 @@ def train_step(state: TrainState, x, y, mask, step_cfg: StepConfig, key=None):
   rngs = (None, None) if key is None else tuple(jax.random.split(key))
   grad_fn = jax.value_and_grad(train_loss, has_aux=True)
   (loss, (batch_stats, acc)), grads = grad_fn(
-      state.params, state.batch_stats, state, x, y, mask, step_cfg.regularizer,
-      rngs[0])
+      state.params, state.batch_stats, state, (x, y, mask), step_cfg.regularizer, rngs[0])
   if step_cfg.sam_rho is not None:
     ascent, _ = optim.sam_ascent(step_cfg.sam_rho).update(grads, optax.EmptyState())
     (_, (batch_stats_2, _)), grads = grad_fn(
-        optax.apply_updates(state.params, ascent), batch_stats, state, x, y,
-        mask, step_cfg.regularizer, rngs[1])
+        optax.apply_updates(state.params, ascent), batch_stats, state, (x, y, mask),
+        step_cfg.regularizer, rngs[1])
     if step_cfg.sam_bn_second_pass:
       batch_stats = batch_stats_2
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
@@ -157,39 +205,37 @@ def _train_batch(data, order, span, batch_size, augment=None, key=None):
   return shard(x), shard(data['train_y'][idx]), shard(mask)
 
 
-def _epoch_step(state, data, order, b, n, epoch, num_batches, key, step_cfg,
-                batch_size):
+def _epoch_step(state, epoch: Epoch, b, layout: Layout):
   """Batch b of an epoch: slice, augment, normalise, schedule the lr, step.
 
-  Randomness of step b is fold_in(key, b): the same whatever the epoch mode.
+  Randomness of step b is fold_in(epoch.key, b): the same whatever the epoch mode.
   """
+  step_cfg = layout.step_cfg
   aug_key = step_key = None
-  if key is not None:
-    aug_key, step_key = jax.random.split(jax.random.fold_in(key, b))
-  span = _batch_span(b, n, batch_size, num_batches, step_cfg.balanced)
-  x, y, mask = _train_batch(data, order, span, batch_size, step_cfg.augment, aug_key)
+  if epoch.key is not None:
+    aug_key, step_key = jax.random.split(jax.random.fold_in(epoch.key, b))
+  span = _batch_span(b, epoch.n, layout.batch_size, epoch.num_batches, step_cfg.balanced)
+  x, y, mask = _train_batch(epoch.data, epoch.order, span, layout.batch_size, step_cfg.augment,
+                            aug_key)
   if step_cfg.lr_schedule is not None:
-    lr = step_cfg.lr_schedule(epoch, b, num_batches)
+    lr = step_cfg.lr_schedule(epoch.epoch, b, epoch.num_batches)
     state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, lr))
   return train_step(state, x, y, mask, step_cfg, step_key)
 
 
-@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
-                   donate_argnums=(0, 1))
-def loop_step(state, sums, data, order, b, n, *, step_cfg, batch_size, epoch=0,
-              num_batches=1, key=None):
+@functools.partial(jax.jit, static_argnames='layout', donate_argnums=(0, 1))
+def loop_step(state, sums, epoch: Epoch, b, *, layout: Layout):
   """Step b of an epoch; metrics summed on device (no host sync).
 
-  epoch / num_batches feed step_cfg.lr_schedule; key feeds augmentation and
-  dropout (required when step_cfg.augment is set or the model has dropout).
+  epoch.epoch / epoch.num_batches feed step_cfg.lr_schedule; epoch.key feeds
+  augmentation and dropout (required when step_cfg.augment is set or the
+  model has dropout). layout.block is unused (one step a call).
   """
-  state, metrics = _epoch_step(state, data, order, b, n, epoch, num_batches, key,
-                               step_cfg, batch_size)
+  state, metrics = _epoch_step(state, epoch, b, layout)
   return state, sums + metrics
 
 
-def _fori_epoch(state, data, order, n, num_batches, epoch, key, step_cfg,
-                batch_size, block=1):
+def _fori_epoch(state, epoch: Epoch, layout: Layout):
   """The steps of one epoch as one compiled loop.
 
   block=1: one loop iteration a step (its trip count is traced, so XLA:GPU
@@ -198,10 +244,11 @@ def _fori_epoch(state, data, order, n, num_batches, epoch, key, step_cfg,
   is skipped by a cond: at most one host round trip per K steps, the same
   steps in the same order.
   """
+  num_batches, block = epoch.num_batches, layout.block
+
   def body(b, carry):
     state, sums = carry
-    state, metrics = _epoch_step(state, data, order, b, n, epoch, num_batches,
-                                 key, step_cfg, batch_size)
+    state, metrics = _epoch_step(state, epoch, b, layout)
     return state, sums + metrics
 
   carry = (state, jnp.zeros((2,), jnp.float32))
@@ -225,12 +272,11 @@ def _epoch_keys(key, buffer_idx, n, batch_size):
   return next_key, order, jax.random.fold_in(epoch_key, 1)
 
 
-def _keyed_epoch(state, key, data, buffer_idx, n, num_batches, epoch, step_cfg,
-                 batch_size, block=1):
+def _keyed_epoch(state, key, source: EpochSource, epoch_number, layout: Layout):
   """One epoch drawn from `key`; returns the state, the next key and the sums."""
-  key, order, step_key = _epoch_keys(key, buffer_idx, n, batch_size)
-  state, sums = _fori_epoch(state, data, order, n, num_batches, epoch, step_key,
-                            step_cfg, batch_size, block)
+  key, order, step_key = _epoch_keys(key, source.buffer_idx, source.n, layout.batch_size)
+  epoch = Epoch(source.data, order, source.n, source.num_batches, epoch_number, step_key)
+  state, sums = _fori_epoch(state, epoch, layout)
   return state, key, sums
 
 
@@ -279,37 +325,35 @@ def _keep(active, new, old):
   return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
 
 
-@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size', 'block'),
-                   donate_argnums=(0,))
-def device_epochs(states, keys, active, data, buffer_idx, n, num_batches, first_epoch,
-                  max_epochs, threshold, *, step_cfg, batch_size, block=1):
-  """Up to `max_epochs` (<= EPOCHS_PER_CALL) epochs of a seed group in one
-  program. Each active seed draws its epochs from its key as the host loop
-  does and stops after the first epoch whose running accuracy reaches
-  `threshold` or whose loss is not finite; the call ends when no seed is
-  active. Returns states, keys, the epochs run, their (acc, loss) rows per
+@functools.partial(jax.jit, static_argnames='layout', donate_argnums=(0,))
+def device_epochs(states, keys, active, source: EpochSource, bounds: CallBounds, *,
+                  layout: Layout):
+  """Up to `bounds.max_epochs` (<= EPOCHS_PER_CALL) epochs of a seed group in
+  one program. Each active seed draws its epochs from its key as the host
+  loop does and stops after the first epoch whose running accuracy reaches
+  `bounds.threshold` or whose loss is not finite; the call ends when no seed
+  is active. Returns states, keys, the epochs run, their (acc, loss) rows per
   seed (EPOCHS_PER_CALL, S, 2) and which seeds ran each (EPOCHS_PER_CALL, S).
   """
   num_seeds = keys.shape[0]
 
-  def one(state, key, active, data, buffer_idx, epoch):
-    new_state, new_key, sums = _keyed_epoch(state, key, data, buffer_idx, n,
-                                            num_batches, epoch, step_cfg,
-                                            batch_size, block)
+  def one(state, key, active, data, buffer_idx, epoch_number):
+    seed_source = EpochSource(data, buffer_idx, source.n, source.num_batches)
+    new_state, new_key, sums = _keyed_epoch(state, key, seed_source, epoch_number, layout)
     return _keep(active, new_state, state), _keep(active, new_key, key), sums
   run_epoch = seed_map(one, num_seeds, in_axes=(0, 0, 0, SEED_DATA_AXES, 0, None))
 
   def body(carry):
     states, keys, active, i, metrics, ran = carry
-    states, keys, sums = run_epoch(states, keys, active, data, buffer_idx,
-                                   first_epoch + i)
-    acc_loss = sums / num_batches.astype(jnp.float32)
-    stop = (acc_loss[:, 0] >= threshold) | ~jnp.isfinite(acc_loss[:, 1])
+    states, keys, sums = run_epoch(states, keys, active, source.data, source.buffer_idx,
+                                   bounds.first_epoch + i)
+    acc_loss = sums / source.num_batches.astype(jnp.float32)
+    stop = (acc_loss[:, 0] >= bounds.threshold) | ~jnp.isfinite(acc_loss[:, 1])
     return (states, keys, active & ~stop, i + 1, metrics.at[i].set(acc_loss),
             ran.at[i].set(active))
 
   def cond(carry):
-    return jnp.any(carry[2]) & (carry[3] < max_epochs)
+    return jnp.any(carry[2]) & (carry[3] < bounds.max_epochs)
 
   metrics = jnp.zeros((EPOCHS_PER_CALL, num_seeds, 2), jnp.float32)
   ran = jnp.zeros((EPOCHS_PER_CALL, num_seeds), bool)
@@ -327,17 +371,17 @@ def _epoch_draws(keys, active, buffer_idx, n, batch_size):
   return seed_map(one, keys.shape[0])(keys, active, buffer_idx)
 
 
-@functools.partial(jax.jit, static_argnames=('step_cfg', 'batch_size'),
-                   donate_argnums=(0, 1))
-def group_loop_step(states, sums, active, data, orders, b, n, step_keys, *,
-                    step_cfg, batch_size, epoch=0, num_batches=1):
-  """Step b of an epoch for every active seed of a group (loop_step's body)."""
+@functools.partial(jax.jit, static_argnames='layout', donate_argnums=(0, 1))
+def group_loop_step(states, sums, active, group_epoch: Epoch, b, *, layout: Layout):
+  """Step b of an epoch for every active seed of a group (loop_step's body);
+  `group_epoch` holds each seed's order and key (and labels) on a leading axis."""
   def one(state, sums, active, data, order, step_key):
-    new_state, metrics = _epoch_step(state, data, order, b, n, epoch, num_batches,
-                                     step_key, step_cfg, batch_size)
+    epoch = Epoch(data, order, group_epoch.n, group_epoch.num_batches, group_epoch.epoch,
+                  step_key)
+    new_state, metrics = _epoch_step(state, epoch, b, layout)
     return _keep(active, new_state, state), sums + metrics
-  return seed_map(one, step_keys.shape[0], in_axes=(0, 0, 0, SEED_DATA_AXES, 0, 0))(
-      states, sums, active, data, orders, step_keys)
+  return seed_map(one, group_epoch.key.shape[0], in_axes=(0, 0, 0, SEED_DATA_AXES, 0, 0))(
+      states, sums, active, group_epoch.data, group_epoch.order, group_epoch.key)
 
 
 @functools.partial(jax.jit, static_argnames='batch_size')
@@ -515,60 +559,93 @@ class TrainOptions:
     return dataclasses.replace(self.step_cfg, balanced=self.last_batch == 'balanced')
 
 
-def train_until_converged(states, keys, data, buffer_idx, n, opts: TrainOptions, *,
-                          experiment=0, seeds=None, progress=None, on_epoch=None,
-                          on_checkpoint=None):
+@dataclasses.dataclass(frozen=True)
+class ExperimentData:
+  """What an experiment's epochs draw from: the group's data dict (train_x,
+  train_y (S, N), mean, std), each seed's buffer order (S, N), and n, the
+  number of buffer entries trained on."""
+  data: dict
+  buffer_idx: Any
+  n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochHooks:
+  """What train_until_converged reports to and resumes from (none of it
+  changes what is computed)."""
+  experiment: int = 0  # names where a non-finite loss happened
+  seeds: Any = None  # the group's seeds, or None for a plain run
+  progress: Any = None  # one Progress a seed: resumes an interrupted experiment
+  on_epoch: Any = None  # (i, epochs_done, acc, loss, states) -> None
+  on_checkpoint: Any = None  # (states, keys, progress) -> None
+
+
+def train_until_converged(states, keys, inputs: ExperimentData, opts: TrainOptions,
+                          hooks: EpochHooks = EpochHooks()):
   """Epochs of shuffled batches for a seed group (leading axis S) until each
   seed's epoch running train accuracy reaches `opts.converge_acc` or
   `opts.max_epoch` epochs ran; a finished seed is frozen while the others go on.
 
   mode 'scan': up to `epochs_per_call` epochs a device call (device_epochs,
   `block` steps a host round trip on the device), one host sync a call;
-  'loop': one jitted step a batch, one sync an epoch. `on_epoch(i,
+  'loop': one jitted step a batch, one sync an epoch. `hooks.on_epoch(i,
   epochs_done, acc, loss, states)` runs for each epoch of seed i (`states` is
   the group after the call, so per-epoch state needs epochs_per_call=1).
-  `progress` (one Progress a seed) resumes an interrupted experiment; every
-  `checkpoint_every` epochs (if not finished) `on_checkpoint(states, keys,
-  progress)` is called. `experiment` and `seeds` name where a non-finite loss
-  happened. Returns states, keys and one TrainStats a seed.
+  `hooks.progress` (one Progress a seed) resumes an interrupted experiment;
+  every `checkpoint_every` epochs (if not finished) `hooks.on_checkpoint(states,
+  keys, progress)` is called. `hooks.experiment` and `hooks.seeds` name where
+  a non-finite loss happened. Returns states, keys and one TrainStats a seed.
   """
   num_seeds = keys.shape[0]
-  num_batches = batches.num_batches(n, opts.batch_size, opts.last_batch, opts.drop_single)
-  progress = ([dataclasses.replace(p) for p in progress] if progress
+  num_batches = batches.num_batches(inputs.n, opts.batch_size, opts.last_batch,
+                                    opts.drop_single)
+  source = EpochSource(inputs.data, inputs.buffer_idx, inputs.n, num_batches)
+  progress = ([dataclasses.replace(p) for p in hooks.progress] if hooks.progress
               else [Progress() for _ in range(num_seeds)])
   done = [p.epochs > 0 and p.converged(opts.converge_acc, opts.max_epoch) for p in progress]
-  threshold = device_threshold(opts.converge_acc)
   while not all(done):
     epochs = next(p.epochs for p, d in zip(progress, done) if not d)
     active = jnp.asarray([not d for d in done])
-    if opts.mode == 'scan':
-      cap = min(opts.epochs_per_call, EPOCHS_PER_CALL, opts.max_epoch - epochs)
-      if opts.checkpoint_every:
-        cap = min(cap, opts.checkpoint_every - epochs % opts.checkpoint_every)
-      states, keys, count, metrics, ran = device_epochs(
-          states, keys, active, data, buffer_idx, n, num_batches, epochs, cap,
-          threshold, step_cfg=opts.step, batch_size=opts.batch_size, block=opts.block)
-      rows, ran = np.asarray(metrics)[:int(count)], np.asarray(ran)[:int(count)]
-    else:
-      keys, orders, step_keys = _epoch_draws(keys, active, buffer_idx, n, opts.batch_size)
-      sums = jnp.zeros((num_seeds, 2), jnp.float32)
-      for b in range(num_batches):
-        states, sums = group_loop_step(
-            states, sums, active, data, orders, b, n, step_keys, step_cfg=opts.step,
-            batch_size=opts.batch_size, epoch=epochs, num_batches=num_batches)
-      rows, ran = running_metrics(sums, num_batches)[None], np.asarray(active)[None]
+    run = _scan_epochs if opts.mode == 'scan' else _loop_epoch
+    states, keys, rows, ran = run(states, keys, active, source, epochs, opts)
     for row, ran_row in zip(np.asarray(rows, np.float32).tolist(), ran):
       for i in np.flatnonzero(ran_row):
         acc, loss = row[i]
-        record_epoch(progress[i], acc, loss, experiment,
-                     None if seeds is None else seeds[i])
-        if on_epoch is not None:
-          on_epoch(i, progress[i].epochs, acc, loss, states)
+        record_epoch(progress[i], acc, loss, hooks.experiment,
+                     None if hooks.seeds is None else hooks.seeds[i])
+        if hooks.on_epoch is not None:
+          hooks.on_epoch(i, progress[i].epochs, acc, loss, states)
         done[i] = progress[i].converged(opts.converge_acc, opts.max_epoch)
     running = [p for p, d in zip(progress, done) if not d]
-    if running and checkpoint_due(running[0], opts.checkpoint_every, on_checkpoint):
-      on_checkpoint(states, keys, [dataclasses.replace(p) for p in progress])
+    if running and checkpoint_due(running[0], opts.checkpoint_every, hooks.on_checkpoint):
+      hooks.on_checkpoint(states, keys, [dataclasses.replace(p) for p in progress])
   return states, keys, [p.stats(num_batches) for p in progress]
+
+
+def _scan_epochs(states, keys, active, source: EpochSource, epochs, opts: TrainOptions):
+  """Mode 'scan': one device_epochs call from epoch `epochs`; returns states,
+  keys and the (acc, loss) rows of the epochs run with which seeds ran each."""
+  cap = min(opts.epochs_per_call, EPOCHS_PER_CALL, opts.max_epoch - epochs)
+  if opts.checkpoint_every:
+    cap = min(cap, opts.checkpoint_every - epochs % opts.checkpoint_every)
+  bounds = CallBounds(epochs, cap, device_threshold(opts.converge_acc))
+  layout = Layout(opts.step, opts.batch_size, opts.block)
+  states, keys, count, metrics, ran = device_epochs(states, keys, active, source, bounds,
+                                                    layout=layout)
+  return states, keys, np.asarray(metrics)[:int(count)], np.asarray(ran)[:int(count)]
+
+
+def _loop_epoch(states, keys, active, source: EpochSource, epochs, opts: TrainOptions):
+  """Mode 'loop': epoch `epochs` as one jitted step a batch; returns as
+  _scan_epochs (one row)."""
+  keys, orders, step_keys = _epoch_draws(keys, active, source.buffer_idx, source.n,
+                                         opts.batch_size)
+  group_epoch = Epoch(source.data, orders, source.n, source.num_batches, epochs, step_keys)
+  layout = Layout(opts.step, opts.batch_size)
+  sums = jnp.zeros((keys.shape[0], 2), jnp.float32)
+  for b in range(source.num_batches):
+    states, sums = group_loop_step(states, sums, active, group_epoch, b, layout=layout)
+  return states, keys, running_metrics(sums, source.num_batches)[None], np.asarray(active)[None]
 
 
 def record_epoch(progress, acc, loss, experiment, seed=None):

@@ -57,10 +57,11 @@ def _first_epoch_acc(mode, num_seeds=1):
   data = dict(data, train_y=stack(data['train_y']))
   seen = []
   train.train_until_converged(
-      jax.tree.map(stack, state), stack(jax.random.PRNGKey(7)), data, stack(buffer_idx),
-      N, train.TrainOptions(train.StepConfig(), batch_size=BATCH, max_epoch=1,
-                            converge_acc=1.0, mode=mode),
-      on_epoch=lambda i, e, acc, loss, s: seen.append(acc))
+      jax.tree.map(stack, state), stack(jax.random.PRNGKey(7)),
+      train.ExperimentData(data, stack(buffer_idx), N),
+      train.TrainOptions(train.StepConfig(), batch_size=BATCH, max_epoch=1,
+                         converge_acc=1.0, mode=mode),
+      train.EpochHooks(on_epoch=lambda i, e, acc, loss, s: seen.append(acc)))
   assert len(seen) == num_seeds
   return seen[0]
 

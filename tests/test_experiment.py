@@ -24,9 +24,9 @@ def spy(monkeypatch):
   events = []
   real_train = train.train_until_converged
 
-  def train_spy(states, keys, data, buffer_idx, n, opts, **kw):
-    events.append(('train', kw['experiment'], train.take_seed(states, 0).params))
-    return real_train(states, keys, data, buffer_idx, n, opts, **kw)
+  def train_spy(states, keys, inputs, opts, hooks=train.EpochHooks()):
+    events.append(('train', hooks.experiment, train.take_seed(states, 0).params))
+    return real_train(states, keys, inputs, opts, hooks)
   monkeypatch.setattr(train, 'train_until_converged', train_spy)
 
   def watch(name, hook):

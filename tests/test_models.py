@@ -245,7 +245,7 @@ def test_biases_and_batchnorm_start_as_the_original():
       jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 4)))['params']
   assert 'bias' not in params['conv1'] and bool(jnp.all(params['bn1']['scale'] == 1))
   assert bool(jnp.all(params['bn1']['bias'] == 0))
-  conv = models.conv(nn.Conv, 8, 3, 1, 1, bias=True)
+  conv = models.TorchConv(nn.Conv, bias=True)(8, 3, 1, 1)
   params = jax.jit(conv.init)(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)))['params']
   assert bool(jnp.all(params['bias'] == 0))
   mlp = build('mlp', 10)

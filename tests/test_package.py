@@ -107,3 +107,44 @@ def test_the_length_check_finds_a_long_function(tmp_path):
   (tmp_path / 'pkg' / 'long.py').write_text(f'def short():\n  pass\n\n\ndef f():\n{body}')
   assert long_functions(tmp_path / 'pkg') == [
       f'pkg/long.py:5 f ({MAX_FUNCTION_LINES + 1} lines)']
+
+
+MAX_PARAMETERS = 7  # more, and a call site can no longer be read without the signature
+
+
+def parameter_count(args: ast.arguments) -> int:
+  """Positional-only, ordinary and keyword-only parameters, *args and
+  **kwargs; a method's self or cls is not counted."""
+  names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+  count = len(names) + (args.vararg is not None) + (args.kwarg is not None)
+  return count - (bool(names) and names[0] in ('self', 'cls'))
+
+
+def many_parameter_functions(package=PACKAGE, limit=MAX_PARAMETERS) -> list[str]:
+  """'path:line name (N parameters)' of every function under `package`
+  taking more than `limit` parameters."""
+  out = []
+  for path in sorted(package.rglob('*.py')):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        n = parameter_count(node.args)
+        if n > limit:
+          out.append(f'{path.relative_to(package.parent)}:{node.lineno} {node.name} '
+                     f'({n} parameters)')
+  return out
+
+
+def test_no_function_takes_over_7_parameters():
+  assert many_parameter_functions() == []
+
+
+def test_the_parameter_check_finds_a_function_with_many_parameters(tmp_path):
+  (tmp_path / 'pkg').mkdir()
+  (tmp_path / 'pkg' / 'wide.py').write_text(
+      'def f(a, b, /, c, *args, d, **kw):\n  pass\n\n\n'
+      'class C:\n  def m(self, a, b, c, d, e, f, g):\n    pass\n\n'
+      '  def wide(self, a, b, c, d, e, f, g, h):\n    pass\n')
+  assert many_parameter_functions(tmp_path / 'pkg', limit=5) == [
+      'pkg/wide.py:1 f (6 parameters)', 'pkg/wide.py:6 m (7 parameters)',
+      'pkg/wide.py:9 wide (8 parameters)']
+  assert many_parameter_functions(tmp_path / 'pkg') == ['pkg/wide.py:9 wide (8 parameters)']

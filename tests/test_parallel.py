@@ -51,8 +51,9 @@ CHILD = textwrap.dedent('''
       data['train_y'] = data['train_y'][None]
       buffer_idx = jnp.arange(256, dtype=jnp.int32)[None]
       hlo = train.device_epochs.lower(
-          group, jax.random.PRNGKey(0)[None], jnp.ones((1,), bool), data, buffer_idx,
-          256, 2, 0, 1, 0.5, step_cfg=train.StepConfig(), batch_size=128).compile().as_text()
+          group, jax.random.PRNGKey(0)[None], jnp.ones((1,), bool),
+          train.EpochSource(data, buffer_idx, 256, 2), train.CallBounds(0, 1, 0.5),
+          layout=train.Layout(train.StepConfig(), 128)).compile().as_text()
     out['all_reduce'] = 'all-reduce' in hlo
     out['per_device_batch'] = 'f32[32,64]' in hlo
     print('RESULT ' + json.dumps(out))

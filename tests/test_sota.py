@@ -105,9 +105,9 @@ def test_recipe_inside_the_step_same_in_loop_and_scan_modes():
   key = jax.random.fold_in(epoch_key, 1)
   copy = lambda s: jax.tree.map(jnp.copy, s)
 
-  first, _ = train.loop_step(copy(state), jnp.zeros(2), data, order, 0, 20,
-                             step_cfg=step_cfg, batch_size=8, epoch=0,
-                             num_batches=3, key=key)
+  epoch = train.Epoch(data, order, 20, num_batches=3, epoch=0, key=key)
+  layout = train.Layout(step_cfg, batch_size=8)
+  first, _ = train.loop_step(copy(state), jnp.zeros(2), epoch, 0, layout=layout)
   assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)),
                                    first.params, state.params))
   assert not jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)),
@@ -116,15 +116,13 @@ def test_recipe_inside_the_step_same_in_loop_and_scan_modes():
 
   looped, sums = copy(state), jnp.zeros(2)
   for b in range(3):
-    looped, sums = train.loop_step(looped, sums, data, order, b, 20,
-                                   step_cfg=step_cfg, batch_size=8, epoch=0,
-                                   num_batches=3, key=key)
+    looped, sums = train.loop_step(looped, sums, epoch, b, layout=layout)
   group = lambda tree: jax.tree.map(lambda x: x[None], tree)  # one seed
   for block in (1, 2):  # the compiled epoch, one step or two a block
     scanned, _, _, metrics, _ = train.device_epochs(
         group(copy(state)), group(jax.random.PRNGKey(3)), jnp.ones((1,), bool),
-        dict(data, train_y=data['train_y'][None]), buffer_idx[None], 20, 3, 0, 1, 2.0,
-        step_cfg=step_cfg, batch_size=8, block=block)
+        train.EpochSource(dict(data, train_y=data['train_y'][None]), buffer_idx[None], 20, 3),
+        train.CallBounds(0, 1, 2.0), layout=train.Layout(step_cfg, 8, block))
     scanned, scan_sums = train.take_seed(scanned, 0), metrics[0, 0] * 3
     close = jax.tree.map(functools.partial(np.allclose, atol=1e-5), looped.params,
                          scanned.params)

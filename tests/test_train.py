@@ -79,8 +79,9 @@ def _converge(state, key, data, buffer_idx, n, on_epoch=None, **kw):
     kw['on_checkpoint'] = lambda s, k, p: on_checkpoint(s, k, p[0])
   fields = {f.name for f in dataclasses.fields(train.TrainOptions)}
   opts = train.TrainOptions(**{f: kw.pop(f) for f in list(kw) if f in fields})
-  s, k, st = train.train_until_converged(group(state), group(key), data,
-                                         buffer_idx[None], n, opts, **kw)
+  s, k, st = train.train_until_converged(
+      group(state), group(key), train.ExperimentData(data, buffer_idx[None], n), opts,
+      train.EpochHooks(**kw))
   return train.take_seed(s, 0), k[0], st[0]
 
 
