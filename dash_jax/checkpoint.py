@@ -33,11 +33,15 @@ def _state_tree(state, key) -> dict:
   return tree
 
 
-def _free_name(path: str) -> str:
-  i, name = 1, path
-  while os.path.exists(name):
-    i, name = i + 1, f'{path}-{i}'
-  return name
+def free_name(path: str, numbered: bool = False) -> str:
+  """A name beside `path` that nothing uses: `path` itself where free (unless
+  `numbered`), else `path-N` for the lowest free N from 1."""
+  if not numbered and not os.path.exists(path):
+    return path
+  i = 1
+  while os.path.exists(f'{path}-{i}'):
+    i += 1
+  return f'{path}-{i}'
 
 
 @contextlib.contextmanager
@@ -184,7 +188,7 @@ class RunCheckpoints:
           raise ValueError('saved tree does not match this config\'s model')
       except Exception as e:  # noqa: BLE001 - any unreadable step: fall back
         path = os.path.join(self.directory, str(step))
-        aside = _free_name(f'{path}.corrupt')
+        aside = free_name(f'{path}.corrupt')
         log(f'  checkpoint {path} is unreadable ({type(e).__name__}); moved to '
             f'{aside}, trying an older one')
         try:

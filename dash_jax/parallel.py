@@ -7,16 +7,12 @@ rest (per-device forward/backward, gradient all-reduce, BatchNorm statistics
 over the global batch) into one program. The numbers are those of one device
 up to float summation order. On one device the same constraints are no-ops.
 
-Several hosts: the protocol's runs are independent, so a launch over many
-processes splits its runs (training type x optimizer x seed) among them,
-each process data-parallel over its own local devices; `config.coordinator`
-makes every process call `jax.distributed.initialize` first, and the main
-process writes the launch's tables once all runs are done.
+Several hosts (dash_jax/launch/hosts.py): each process is data-parallel
+over its own local devices.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import textwrap
 
@@ -85,39 +81,3 @@ def shard_batch(x):
   if size == 1 or x.shape[0] % size:
     return x
   return jax.lax.with_sharding_constraint(x, P(AXIS))
-
-
-@dataclasses.dataclass(frozen=True)
-class Hosts:
-  """This process's place among the launch's processes (one when alone)."""
-  index: int = 0
-  count: int = 1
-
-  @property
-  def is_main(self) -> bool:
-    return self.index == 0
-
-  def share(self, items: list) -> list:
-    """This process's part of the launch's runs (round robin)."""
-    return items[self.index::self.count]
-
-  def barrier(self, name: str) -> None:
-    if self.count > 1:
-      from jax.experimental import multihost_utils
-      multihost_utils.sync_global_devices(name)
-
-
-def initialize_hosts(config) -> Hosts:
-  """config.coordinator: '' = one process; 'auto' = a cluster JAX detects
-  (SLURM, Open MPI, ...); 'HOST:PORT' with config.num_processes and
-  config.process_id set per process."""
-  coordinator = config.coordinator
-  if not coordinator:
-    return Hosts()
-  if not jax.distributed.is_initialized():
-    if coordinator == 'auto':
-      jax.distributed.initialize()
-    else:
-      jax.distributed.initialize(coordinator, num_processes=config.num_processes,
-                                 process_id=config.process_id)
-  return Hosts(jax.process_index(), jax.process_count())

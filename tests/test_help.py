@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 from dash_jax.launch import config as config_lib
-from dash_jax.launch import config as config_lib
 from dash_jax.launch import fieldhelp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -260,7 +260,8 @@ def _validate_single(config) -> None:
   if any(not 0 <= s < 2**32 for s in parse_list(config.seeds, int, 'seeds')):
     raise UserError(f'config.seeds={config.seeds!r} must list integers in [0, 2**32); '
                     f'e.g. --config.seeds=0,1,2')
-  check_data_fields(config, data.kind(config.dataset)[0])  # a registered name, PATH.npz, tfds:NAME or folder:PATH
+  # a registered name, PATH.npz, tfds:NAME or folder:PATH
+  check_data_fields(config, data.kind(config.dataset)[0])
   _choice(config, 'chunk_order', CHUNK_ORDERS)
   _choice(config, 'last_batch', batches.LAST_BATCH_MODES)
   _choice(config, 'model', models.MODELS)
