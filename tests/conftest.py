@@ -13,6 +13,8 @@ os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', 'true')
 import jax
 import pytest
 
+from tests import helpers
+
 # Tiny models: compile time dominates, so skip most XLA optimisation passes.
 jax.config.update('jax_disable_most_optimizations', True)
 
@@ -30,18 +32,8 @@ def tfds_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_config(tfds_dir):
-  """The default config shrunk to seconds: few chunks, few epochs."""
-  from configs.digits import get_config
-  config = get_config()
-  config.data_dir = tfds_dir
-  config.train_type = 'warm'
-  config.seeds = '0'
-  config.num_chunks = 3
-  config.max_epoch = 3
-  config.width = 32
-  config.compile_cache_dir = ''  # compile counts must not depend on earlier sessions
-  config.checkpoint_min_interval_s = 0.0  # every save happens: resume tests count on them
-  return config
+  """The default config shrunk to seconds (helpers.TINY): few chunks, few epochs."""
+  return helpers.tiny_config(tfds_dir)
 
 
 @pytest.fixture

@@ -1,12 +1,10 @@
 """bench/bench.py runs: its JAX side always (CI has no torch), the whole
 smoke mode when torch is installed. No timing assertions."""
 import importlib.util
-import os
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench():

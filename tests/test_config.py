@@ -9,8 +9,8 @@ from dash_jax.launch import config as config_lib
 from dash_jax import results
 from dash_jax.launch import runs
 from dash_jax.errors import UserError
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BAD = [
     ('dataset', 'imagenet1k', "unknown dataset 'imagenet1k'; valid:"),
@@ -72,7 +72,7 @@ def test_too_many_chunks_for_the_data(tiny_config, tmp_path):
      "unknown optimizer 'adam'"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path, launch_in_process, monkeypatch):
-  monkeypatch.chdir(ROOT)  # the config paths are relative to the repository
+  monkeypatch.chdir(helpers.ROOT)  # the config paths are relative to the repository
   args = [str(tmp_path / 'w') if a == 'W' else a for a in args]
   code, out, err = launch_in_process(*args)
   assert code == 2
@@ -109,7 +109,7 @@ def test_config_names_a_shipped_config_or_a_file(tmp_path, monkeypatch, capsys):
   line."""
   from dash_jax.launch import cli
   shipped = cli.shipped_configs()
-  assert shipped['default'] == os.path.join(ROOT, 'configs', 'default.py')
+  assert shipped['default'] == os.path.join(helpers.ROOT, 'configs', 'default.py')
   assert 'paper' not in shipped and '__init__' not in shipped  # no get_config()
   monkeypatch.chdir(tmp_path)
   assert cli.resolve_config_arg(['x', '--config', 'default', '--workdir', 'w']) == [

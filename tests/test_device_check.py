@@ -1,12 +1,12 @@
 """bench/device_check.sh --smoke: every row of the GPU table comes out, at toy
 sizes on CPU, and its test-count parsing reads pytest's report right."""
-import os
 import subprocess
 
 import jax.numpy as jnp
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import helpers
+
 
 
 def _device_check():
@@ -19,7 +19,7 @@ def test_smoke_writes_every_row(tmp_path):
   out = tmp_path / 'out'
   proc = subprocess.run(
       ['bash', 'bench/device_check.sh', '--smoke', '--out', str(out), '--tests', 'none'],
-      cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+      cwd=helpers.ROOT, capture_output=True, text=True, timeout=900, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   text = (out / 'device_check.md').read_text()
   assert text in proc.stdout  # printed as written

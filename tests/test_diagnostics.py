@@ -12,7 +12,7 @@ import pytest
 
 import dash_jax
 from dash_jax import diagnostics, models, optim, train
-from dash_jax.results import EXECUTION_RECORD_FIELDS
+from tests import helpers
 
 
 @pytest.fixture(scope='module')
@@ -101,10 +101,7 @@ def test_launch_diagnostics_tensorboard_and_report(tiny_config, tmp_path):
   # Measuring does not change training.
   tiny_config.diagnostics = False
   off = dash_jax.run(tiny_config, str(tmp_path / 'off'))['warm-sgd-seed0']
-  strip = lambda r: [{k: v for k, v in e.items()
-                     if k not in EXECUTION_RECORD_FIELDS + ('diagnostics',)}
-                     for e in r['experiments']]
-  assert strip(on) == strip(off)
+  assert helpers.numbers(on, drop=('diagnostics',)) == helpers.numbers(off, drop=('diagnostics',))
   assert 'diagnostics' not in off['experiments'][0]
 
   scalars = read_scalars(tmp_path / 'on' / 'warm-sgd-seed0')

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dash_jax
-from dash_jax.results import EXECUTION_RECORD_FIELDS
+from tests import helpers
 
 
 @pytest.mark.slow
@@ -44,9 +44,7 @@ def test_same_seed_same_numbers(tiny_config, tmp_path):
   tiny_config.train_type = 'dash'
   a = dash_jax.run(tiny_config, str(tmp_path / 'a'))['dash-sgd-seed0']
   b = dash_jax.run(tiny_config, str(tmp_path / 'b'))['dash-sgd-seed0']
-  strip = lambda r: [{k: v for k, v in e.items() if k not in EXECUTION_RECORD_FIELDS}
-                     for e in r['experiments']]
-  assert strip(a) == strip(b)
+  assert helpers.numbers(a) == helpers.numbers(b)
 
 
 @pytest.mark.slow

@@ -1,14 +1,11 @@
 """`dash-jax --help` / `python launch.py --help`: exit 0 and every config
 field with its default and one-line meaning, grouped science / execution,
 read from configs/default.py's own comments."""
-import os
-import subprocess
-import sys
 
 from dash_jax.launch import config as config_lib
-from dash_jax.launch import fieldhelp
+from dash_jax.launch import defaults, fieldhelp
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_help_exits_0_and_lists_learning_rate(launch_in_process):
@@ -20,16 +17,15 @@ def test_help_exits_0_and_lists_learning_rate(launch_in_process):
 
 
 def test_launch_py_help_in_a_process():
-  out = subprocess.run([sys.executable, 'launch.py', '--help'], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120, check=False)
+  out = helpers.run_launch('--help', timeout=120)
   assert out.returncode == 0, out.stderr
   assert '--config.learning_rate=0.05' in out.stdout and out.stderr == ''
 
 
 def test_every_field_of_default_py_has_a_help_line():
-  with open(config_lib.DEFAULT_CONFIG) as f:
+  with open(defaults.DEFAULT_CONFIG) as f:
     meaning = fieldhelp.meanings(f.read())
-  fields = config_lib.defaults()
+  fields = defaults.defaults()
   assert set(meaning) == set(fields)
   missing = sorted(f for f in fields if len(meaning[f].split()) < 2)  # not '# Model.'
   assert not missing, f'configs/default.py: give these fields a comment: {missing}'

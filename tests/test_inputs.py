@@ -13,14 +13,13 @@ from PIL import Image
 from dash_jax import data
 from dash_jax.data import user
 from dash_jax.errors import UserError
-from tests.test_user_data import _config, features, write_folder, write_npz
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_refused(dataset, match, **fields):
   with pytest.raises(UserError, match=match) as e:
-    data.load(_config(dataset, **fields))
+    data.load(helpers.user_config(dataset, **fields))
   assert '\n' not in str(e.value)
   return str(e.value)
 
@@ -31,26 +30,26 @@ def _load_refused(dataset, match, **fields):
 @pytest.mark.parametrize('dtype,value', [(np.int64, 2**32 + 1), (np.uint64, 2**63 + 1),
                                          (np.int64, 10**9), (np.int32, 60)])
 def test_a_label_beyond_the_training_examples_is_named_not_wrapped(tmp_path, dtype, value):
-  y = features(60)[1].astype(dtype)
+  y = helpers.features(60)[1].astype(dtype)
   y[5] = value  # 2**32+1 and 2**63+1 became 1 in int32; 10**9 built set(range(10**9))
-  path = write_npz(tmp_path / 'f.npz', y_train=y)
+  path = helpers.write_npz(tmp_path / 'f.npz', y_train=y)
   _load_refused(path, rf'y_train holds label {value}, but there are only 60 training '
                 r'examples and every class needs one')
-  path = write_npz(tmp_path / 'g.npz', y_test=np.full(30, value, dtype))
+  path = helpers.write_npz(tmp_path / 'g.npz', y_test=np.full(30, value, dtype))
   _load_refused(path, rf'y_test holds label {value}, but there are only 60 training')
 
 
 def test_num_classes_beyond_the_training_examples_is_refused_before_counting(tmp_path):
-  path = write_npz(tmp_path / 'f.npz')
+  path = helpers.write_npz(tmp_path / 'f.npz')
   _load_refused(path, 'config.num_classes=1000000000 exceeds the 60 training examples',
                 num_classes=10**9)
 
 
 def test_labels_up_to_the_training_examples_still_load(tmp_path):
   x = np.arange(8, dtype=np.float32)[:, None]
-  path = write_npz(tmp_path / 'f.npz', x_train=x, y_train=np.arange(8, dtype=np.uint64),
+  path = helpers.write_npz(tmp_path / 'f.npz', x_train=x, y_train=np.arange(8, dtype=np.uint64),
                    x_test=x[:2], y_test=np.array([7, 0], np.int64))
-  ds = data.load(_config(path))
+  ds = data.load(helpers.user_config(path))
   assert ds.num_classes == 8 and ds.test_y.tolist() == [7, 0]
 
 
@@ -64,14 +63,14 @@ def test_16_bit_pngs_are_scaled_to_8_bits_not_clipped(tmp_path):
       (root / split / c).mkdir(parents=True)
       Image.fromarray(np.full((4, 4), level, np.uint16)).save(root / split / c / '0.png')
   assert Image.open(root / 'train' / 'b' / '0.png').mode.startswith('I')
-  ds = data.load(_config(f'folder:{root}'))
+  ds = data.load(helpers.user_config(f'folder:{root}'))
   assert ds.train_x.dtype == np.uint8 and ds.train_x.shape == (3, 4, 4, 1)
   assert ds.train_x[:, 0, 0, 0].tolist() == [0, 4, 255]  # round(v / 257): 1000 -> 4
   assert ds.test_x[:, 0, 0, 0].tolist() == [0, 4, 255]
 
 
 def test_an_image_past_the_decompression_bomb_limit_is_one_line(tmp_path, monkeypatch):
-  path = write_folder(tmp_path / 'imgs')
+  path = helpers.write_folder(tmp_path / 'imgs')
   Image.new('RGB', (40, 40)).save(tmp_path / 'imgs' / 'train' / 'dog' / '1.png')
   monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 500)  # a 19000x19000 PNG, made small
   _load_refused(f'folder:{path}', r'train/dog/1.png is too large to read \(Image size '
@@ -87,7 +86,7 @@ def test_an_image_past_the_decompression_bomb_limit_is_one_line(tmp_path, monkey
 
 def test_a_truncated_or_crc_damaged_npz_is_one_line(tmp_path):
   x = np.arange(4000, dtype=np.float64).reshape(1000, 4)
-  path = write_npz(tmp_path / 'f.npz', x_train=x, y_train=np.arange(1000) % 3)
+  path = helpers.write_npz(tmp_path / 'f.npz', x_train=x, y_train=np.arange(1000) % 3)
   blob = open(path, 'rb').read()
   (tmp_path / 'cut.npz').write_bytes(blob[:len(blob) // 2])
   _load_refused(str(tmp_path / 'cut.npz'), r'cut.npz is not a readable .npz file \(File is '
@@ -102,7 +101,7 @@ def test_a_truncated_or_crc_damaged_npz_is_one_line(tmp_path):
 
 
 def test_a_symlink_loop_in_an_image_folder_names_the_file(tmp_path):
-  path = write_folder(tmp_path / 'imgs')
+  path = helpers.write_folder(tmp_path / 'imgs')
   loop = tmp_path / 'imgs' / 'train' / 'dog' / 'loop.png'
   os.symlink(loop, loop)
   _load_refused(f'folder:{path}', r'cannot read train/dog/loop.png \(Too many levels of '
@@ -112,7 +111,7 @@ def test_a_symlink_loop_in_an_image_folder_names_the_file(tmp_path):
 
 
 def test_examples_of_no_values_are_refused(tmp_path):
-  path = write_npz(tmp_path / 'f.npz', x_train=np.zeros((60, 0)), x_test=np.zeros((30, 0)))
+  path = helpers.write_npz(tmp_path / 'f.npz', x_train=np.zeros((60, 0)), x_test=np.zeros((30, 0)))
   _load_refused(path, r'x_train has shape \(60, 0\): examples of no values')
 
 
@@ -120,7 +119,7 @@ def test_examples_of_no_values_are_refused(tmp_path):
 
 
 def test_a_non_utf8_file_name_is_named_escaped(tmp_path):
-  path = write_folder(tmp_path / 'imgs')
+  path = helpers.write_folder(tmp_path / 'imgs')
   bad = os.fsdecode(b'caf\xe9.png')
   Image.new('RGB', (6, 6)).save(os.path.join(path, 'train', 'dog', bad))
   line = _load_refused(f'folder:{path}', r'the name train/dog/caf\\xe9.png is not UTF-8')
@@ -128,9 +127,9 @@ def test_a_non_utf8_file_name_is_named_escaped(tmp_path):
 
 
 def test_values_beyond_float32_are_named_as_such_without_a_warning(tmp_path):
-  x = features(60)[0]
+  x = helpers.features(60)[0]
   x[4, 1] = 1e300
-  path = write_npz(tmp_path / 'f.npz', x_train=x)
+  path = helpers.write_npz(tmp_path / 'f.npz', x_train=x)
   with __import__('warnings').catch_warnings():
     __import__('warnings').simplefilter('error')  # NumPy's overflow warning would raise
     _load_refused(path, r'x_train holds 1 values out of float32 range \(first 1e\+300 at '
@@ -200,7 +199,7 @@ def test_a_download_probes_before_tfds_downloads(monkeypatch):
     raise UserError('offline')
   monkeypatch.setattr(user, 'check_online', offline)
   with pytest.raises(UserError, match='offline'):
-    user.load_tfds(_config('tfds:mnist', download=True), 'mnist')
+    user.load_tfds(helpers.user_config('tfds:mnist', download=True), 'mnist')
   assert calls == ['is_prepared', 'probe']
 
 
@@ -270,8 +269,8 @@ def test_get_config_returning_no_config_dict_says_so(tmp_path, capsys, extra):
 
 def test_a_comma_in_a_file_name_is_no_list(tmp_path, capsys):
   from dash_jax.launch import cli
-  path = write_npz(tmp_path / 'a,b.npz')
-  folder = write_folder(tmp_path / 'im,gs')
+  path = helpers.write_npz(tmp_path / 'a,b.npz')
+  folder = helpers.write_folder(tmp_path / 'im,gs')
   for value in (path, f'npz:{path}', f'folder:{folder}'):
     assert cli.split_lists([f'--config.dataset={value}']) == ([f'--config.dataset={value}'], {})
     code, config, err = _parse(capsys, '--config', 'digits', '--workdir', tmp_path / 'w',
@@ -315,9 +314,9 @@ def test_a_worker_compares_the_data_it_loads_with_the_launchs_sha256(tmp_path, m
   import io
   from dash_jax import signals
   from dash_jax.launch import runs
-  path = write_npz(tmp_path / 'f.npz')
-  config = data.fingerprinted(_config(path))
-  write_npz(tmp_path / 'f.npz', x_train=features(60, seed=5)[0])  # replaced mid-launch
+  path = helpers.write_npz(tmp_path / 'f.npz')
+  config = data.fingerprinted(helpers.user_config(path))
+  helpers.write_npz(tmp_path / 'f.npz', x_train=helpers.features(60, seed=5)[0])  # replaced mid-launch
   os.utime(path, ns=(1, 1))  # another mtime, whatever the clock's resolution
   monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(pickle.dumps(config))))
   monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
@@ -420,14 +419,11 @@ def test_a_platform_jax_cannot_start_is_named(monkeypatch, raised):
 
 @pytest.mark.parametrize('platform', ['bogus', 'cuda'])
 def test_jax_platforms_without_that_platform_is_one_line_exit_2(tmp_path, platform):
-  import subprocess
   if platform == 'cuda' and any(os.path.exists(f'/dev/nvidia{i}') for i in range(8)):
     pytest.skip('this machine has a GPU')
-  env = dict(os.environ, JAX_PLATFORMS=platform, PYTHONPATH=ROOT)
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'launch.py'), '--config', 'digits',
-                         '--workdir', str(tmp_path / 'w'), '--config.train_type=warm',
-                         '--config.seeds=0'], env=env, capture_output=True, text=True,
-                        cwd=ROOT, timeout=300)
+  proc = helpers.run_launch('--config', 'digits', '--workdir', tmp_path / 'w',
+                            '--config.train_type=warm', '--config.seeds=0',
+                            JAX_PLATFORMS=platform, PYTHONPATH=helpers.ROOT)
   lines = proc.stderr.strip().splitlines()
   assert proc.returncode == 2 and len(lines) == 1, proc.stderr
   assert lines[0].startswith(f'error: JAX_PLATFORMS={platform}: JAX cannot start that platform')

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dash_jax import batches, train
-from tests.test_train import _converge, _setup
+from tests import helpers
 
 
 def test_batch_sizes_of_each_mode():
@@ -47,16 +47,16 @@ def test_loop_and_scan_epochs_agree_off_keep(last_batch):
             last_batch=last_batch)
   out = {}
   for mode in ('scan', 'loop'):
-    state, data = _setup()
-    out[mode] = _converge(state, jax.random.PRNGKey(3), data, jnp.arange(40, dtype=jnp.int32),
+    state, data = helpers.mlp_setup()
+    out[mode] = helpers.converge(state, jax.random.PRNGKey(3), data, jnp.arange(40, dtype=jnp.int32),
                           35, mode=mode, **kw)
   (s1, _, st1), (s2, _, st2) = out['scan'], out['loop']
   assert st1.steps == st2.steps == 3 * (3 if last_batch == 'balanced' else 2)
   np.testing.assert_allclose(st1.train_loss, st2.train_loss, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-  state, data = _setup()  # and not what 'keep' computes
-  s3, _, _ = _converge(state, jax.random.PRNGKey(3), data, jnp.arange(40, dtype=jnp.int32),
+  state, data = helpers.mlp_setup()  # and not what 'keep' computes
+  s3, _, _ = helpers.converge(state, jax.random.PRNGKey(3), data, jnp.arange(40, dtype=jnp.int32),
                        35, mode='scan', **dict(kw, last_batch='keep'))
   assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(s1.params),
                                                     jax.tree.leaves(s3.params)))
@@ -174,18 +174,17 @@ def test_vmapped_seeds_and_resume_keep_the_plain_numbers_off_keep(tmp_path, last
   import os
   import shutil
   from dash_jax.launch import runs
-  from tests.test_seeds import _close, _numbers
   config = _bc_config(tmp_path, num_chunks=3, train_type='dash', seeds='0,1', max_epoch=8,
                       converge_acc=0.97, last_batch=last_batch, checkpoint_every_epochs=2,
                       keep_checkpoints=20, checkpoint_min_interval_s=0.0)
   quiet = lambda line: None
-  plain = _numbers(runs.run(config, str(tmp_path / 'plain'), log=quiet))
+  plain = helpers.numbers_by_run(runs.run(config, str(tmp_path / 'plain'), log=quiet))
   per_epoch = {'balanced': [2, 3, 4], 'drop_small': [1, 2, 3]}[last_batch]
   for exps in plain.values():
     assert [e['steps'] for e in exps] == [e['epochs'] * k for e, k in zip(exps, per_epoch)]
   config.vmap_seeds = True
-  ref = _numbers(runs.run(config, str(tmp_path / 'vmap'), log=quiet))
-  _close(plain, ref)
+  ref = helpers.numbers_by_run(runs.run(config, str(tmp_path / 'vmap'), log=quiet))
+  helpers.close(plain, ref)
   ckpt_dir = tmp_path / 'vmap' / 'dash-sgd-seeds0_1' / 'checkpoints'
   steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
   assert len(steps) >= 3
@@ -194,7 +193,7 @@ def test_vmapped_seeds_and_resume_keep_the_plain_numbers_off_keep(tmp_path, last
   for run in ref:
     os.remove(tmp_path / 'vmap' / run / 'results.json')
   lines = []
-  again = _numbers(runs.run(config, str(tmp_path / 'vmap'), log=lines.append))
+  again = helpers.numbers_by_run(runs.run(config, str(tmp_path / 'vmap'), log=lines.append))
   assert any('resuming at experiment' in line for line in lines)
   assert again == ref
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dash_jax import data, setup
-from tests.test_no_tensorflow import BLOCKER, _python
+from tests import helpers
 
 
 @pytest.fixture(scope='module')
@@ -111,16 +111,15 @@ def test_auto_normalisation_feeds_signals_as_generated(m1d_dir):
 def test_launch_runs_with_tensorflow_blocked_and_records_the_generator(m1d_dir, tmp_path):
   workdir = tmp_path / 'run'
   argv = ['launch.py', '--config', 'configs/default.py', '--workdir', str(workdir),
-          f'--config.data_dir={m1d_dir}', '--config.dataset=mnist1d',
-          '--config.num_chunks=2', '--config.max_epoch=2', '--config.width=16',
-          '--config.seeds=0', '--config.train_type=dash', '--config.compile_cache_dir=',
-          '--config.progress=False', '--config.tensorboard=False', '--config.runs_per_device=1']
-  code = BLOCKER + (f'import runpy; sys.argv = {argv!r}\n'
+          *helpers.tiny_flags(data_dir=m1d_dir, dataset='mnist1d', **helpers.SMALLER,
+                              train_type='dash', progress=False, tensorboard=False,
+                              runs_per_device=1)]
+  code = helpers.BLOCKER + (f'import runpy; sys.argv = {argv!r}\n'
                     'try:\n'
                     '  runpy.run_path("launch.py", run_name="__main__")\n'
                     'finally:\n'
                     '  print(sorted(k for k in sys.modules if k.split(".")[0] == "mnist1d"))')
-  out = _python(code)
+  out = helpers.python(code)
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.strip().splitlines()[-1] == '[]'  # the generator is not imported
   with open(workdir / 'dash-sgd-seed0' / 'results.json') as f:

@@ -1,30 +1,10 @@
 """Where only JAX is installed (a GPU machine without TensorFlow wheels), the
 package imports and a launch on prepared digits or random data runs: nothing
 imports TensorFlow, tfds or torch unless a dataset must be read through tfds."""
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BLOCKED = ('tensorflow', 'tensorflow_datasets', 'torch')
-
-# Prepended to a child's code: every import finder acts as if the blocked
-# packages were not installed (find_spec None, import ModuleNotFoundError).
-BLOCKER = f"""
-import sys
-class _Hide:
-  def __init__(self, inner):
-    self.inner = inner
-  def find_spec(self, name, path=None, target=None):
-    if name.split('.')[0] in {BLOCKED!r}:
-      return None
-    return self.inner.find_spec(name, path, target)
-  def __getattr__(self, attr):
-    return getattr(self.inner, attr)
-sys.meta_path[:] = [_Hide(f) for f in sys.meta_path]
-"""
+from tests import helpers
 
 MODULES = ('dash_jax', 'dash_jax.launch.runs', 'dash_jax.protocol', 'dash_jax.setup',
            'dash_jax.dash', 'dash_jax.train', 'dash_jax.models', 'dash_jax.xla_cpu',
@@ -35,30 +15,24 @@ MODULES = ('dash_jax', 'dash_jax.launch.runs', 'dash_jax.protocol', 'dash_jax.se
            'dash_jax.data.mnist1d', 'dash_jax.launch.fieldhelp')
 
 
-def _python(code, timeout=300, **env):
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **env}
-  return subprocess.run([sys.executable, '-c', code], check=False, cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.mark.slow
 def test_imports_load_no_tensorflow_tfds_or_torch():
   code = ('import importlib, sys\n'
           f'for m in {MODULES!r}: importlib.import_module(m)\n'
-          f'print(sorted(k for k in sys.modules if k.split(".")[0] in {BLOCKED!r}))')
-  out = _python(code)
+          f'print(sorted(k for k in sys.modules if k.split(".")[0] in {helpers.BLOCKED!r}))')
+  out = helpers.python(code)
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip().splitlines()[-1] == '[]'
 
 
 @pytest.mark.slow
 def test_random_dataset_loads_with_tensorflow_blocked():
-  code = BLOCKER + (
+  code = helpers.BLOCKER + (
       'from configs.digits import get_config\n'
       'from dash_jax import data\n'
       'c = get_config(); c.dataset = "random_cifar_shape"\n'
       'ds = data.load(c); print(ds.train_x.shape, ds.test_x.shape)')
-  out = _python(code)
+  out = helpers.python(code)
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip() == '(50000, 32, 32, 3) (10000, 32, 32, 3)'
 
@@ -73,13 +47,11 @@ def test_launch_on_prepared_digits_runs_with_tensorflow_blocked(tfds_dir, tmp_pa
   data.load(config)  # keeps the arrays the blocked launch must read
   workdir = tmp_path / 'run'
   argv = ['launch.py', '--config', 'configs/digits.py', '--workdir', str(workdir),
-          f'--config.data_dir={tfds_dir}', '--config.num_chunks=2',
-          '--config.max_epoch=2', '--config.width=16', '--config.seeds=0',
-          '--config.train_type=dash', '--config.compile_cache_dir=',
-          '--config.progress=False']
-  code = BLOCKER + (f'import runpy; sys.argv = {argv!r}\n'
+          *helpers.tiny_flags(data_dir=tfds_dir, **helpers.SMALLER, train_type='dash',
+                              progress=False)]
+  code = helpers.BLOCKER + (f'import runpy; sys.argv = {argv!r}\n'
                     'runpy.run_path("launch.py", run_name="__main__")')
-  out = _python(code)
+  out = helpers.python(code)
   assert out.returncode == 0, out.stderr[-3000:]
   assert (workdir / 'dash-sgd-seed0' / 'results.json').exists()
   assert 'No module named' not in out.stderr
@@ -88,7 +60,7 @@ def test_launch_on_prepared_digits_runs_with_tensorflow_blocked(tfds_dir, tmp_pa
 def test_blocker_blocks():
   """The launch test means something only if the blocker really blocks."""
   pytest.importorskip('tensorflow_datasets')
-  out = _python(BLOCKER + 'import importlib.util\n'
+  out = helpers.python(helpers.BLOCKER + 'import importlib.util\n'
                 'assert importlib.util.find_spec("tensorflow") is None\n'
                 'import tensorflow_datasets')
   assert out.returncode != 0, out.stderr

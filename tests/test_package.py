@@ -3,7 +3,9 @@ import ast
 import os
 import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests import helpers
+
+ROOT = pathlib.Path(helpers.ROOT)  # as a Path: rglob, relative_to
 PACKAGE = ROOT / 'dash_jax'
 
 

@@ -17,8 +17,8 @@ from configs import paper
 from dash_jax.launch import config as config_lib
 from dash_jax import models
 from dash_jax.launch import runs
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {  # config: (dataset, model, sota)
     'cifar10_resnet18': ('cifar10', 'resnet18', False),
     'cifar100_resnet18': ('cifar100', 'resnet18', False),
@@ -37,7 +37,7 @@ def load(name):
 
 
 def test_every_setting_has_a_config():
-  files = {f[:-3] for f in os.listdir(os.path.join(ROOT, 'configs'))
+  files = {f[:-3] for f in os.listdir(os.path.join(helpers.ROOT, 'configs'))
            if f.endswith('.py') and f not in ('default.py', 'paper.py', '__init__.py')}
   assert set(SETTINGS) <= files
 

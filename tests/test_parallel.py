@@ -11,7 +11,8 @@ import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import helpers
+
 
 CHILD = textwrap.dedent('''
     import json, os, sys
@@ -64,8 +65,8 @@ CHILD = textwrap.dedent('''
 def test_four_devices_match_one(tfds_dir, tmp_path):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  code = CHILD.format(root=ROOT, tfds=tfds_dir, work=str(tmp_path))
-  proc = subprocess.run([sys.executable, '-c', code], env=env, cwd=ROOT, capture_output=True,
+  code = CHILD.format(root=helpers.ROOT, tfds=tfds_dir, work=str(tmp_path))
+  proc = subprocess.run([sys.executable, '-c', code], env=env, cwd=helpers.ROOT, capture_output=True,
                         text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')][-1]
@@ -112,10 +113,10 @@ def test_two_processes_share_the_runs(tfds_dir, tmp_path):
   with socket.socket() as s:
     s.bind(('localhost', 0))
     port = s.getsockname()[1]
-  code = HOST_CHILD.format(root=ROOT, tfds=tfds_dir, work=str(tmp_path),
+  code = HOST_CHILD.format(root=helpers.ROOT, tfds=tfds_dir, work=str(tmp_path),
                            coord=f'localhost:{port}')
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  procs = [subprocess.Popen([sys.executable, '-c', code, str(i)], env=env, cwd=ROOT, text=True,
+  procs = [subprocess.Popen([sys.executable, '-c', code, str(i)], env=env, cwd=helpers.ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
            for i in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]

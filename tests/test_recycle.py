@@ -10,7 +10,7 @@ from ml_collections import ConfigDict
 
 import dash_jax
 from dash_jax import models, optim, recycle, train, training_types
-from dash_jax.results import EXECUTION_RECORD_FIELDS
+from tests import helpers
 
 MODEL = models.MLP(num_classes=3, width=8, depth=3)
 TX = optim.sgd(0.1, 0.9)
@@ -188,20 +188,15 @@ def test_resnet_units_are_block_first_convs():
   np.testing.assert_array_equal(stats[block]['bn1']['var'][3], 1.0)
 
 
-def _science(res):
-  return [{k: v for k, v in e.items() if k not in EXECUTION_RECORD_FIELDS}
-          for e in res['experiments']]
-
-
 @pytest.mark.slow
 def test_switched_off_is_warm_exactly(tiny_config, tmp_path):
   tiny_config.train_type = 'warm,redo,cbp'
   tiny_config.redo_tau = 0.0
   tiny_config.cbp_replacement_rate = 0.0
   out = dash_jax.run(tiny_config, str(tmp_path))
-  warm = _science(out['warm-sgd-seed0'])
-  assert _science(out['redo-sgd-seed0']) == warm
-  assert _science(out['cbp-sgd-seed0']) == warm
+  warm = helpers.numbers(out['warm-sgd-seed0'])
+  assert helpers.numbers(out['redo-sgd-seed0']) == warm
+  assert helpers.numbers(out['cbp-sgd-seed0']) == warm
 
 
 @pytest.mark.slow
@@ -210,7 +205,7 @@ def test_switched_on_differs_from_warm(tiny_config, tmp_path):
   tiny_config.cbp_replacement_rate = 0.01
   tiny_config.cbp_maturity_threshold = 0
   out = dash_jax.run(tiny_config, str(tmp_path))
-  assert _science(out['cbp-sgd-seed0'])[1:] != _science(out['warm-sgd-seed0'])[1:]
+  assert helpers.numbers(out['cbp-sgd-seed0'])[1:] != helpers.numbers(out['warm-sgd-seed0'])[1:]
 
 
 @pytest.mark.slow
@@ -236,7 +231,7 @@ def test_cbp_resumes_between_experiments_exactly(tiny_config, tmp_path):
   tiny_config.cbp_replacement_rate = 0.01
   tiny_config.cbp_maturity_threshold = 0
   tiny_config.checkpoint_every_epochs = 0
-  ref = _science(dash_jax.run(tiny_config, str(tmp_path))['cbp-sgd-seed0'])
+  ref = helpers.numbers(dash_jax.run(tiny_config, str(tmp_path))['cbp-sgd-seed0'])
   run = tmp_path / 'cbp-sgd-seed0'
   saves = sorted((d for d in (run / 'checkpoints').iterdir() if d.name.isdigit()),
                  key=lambda d: int(d.name))
@@ -244,7 +239,7 @@ def test_cbp_resumes_between_experiments_exactly(tiny_config, tmp_path):
   shutil.rmtree(saves[-1])
   (run / 'results.json').unlink()
   logs = []
-  again = _science(dash_jax.run(tiny_config, str(tmp_path), log=logs.append)['cbp-sgd-seed0'])
+  again = helpers.numbers(dash_jax.run(tiny_config, str(tmp_path), log=logs.append)['cbp-sgd-seed0'])
   assert any('resuming at experiment 3' in line for line in logs)
   assert again == ref
 
@@ -253,7 +248,6 @@ def test_cbp_resumes_between_experiments_exactly(tiny_config, tmp_path):
 def test_vmapped_seeds_match_plain_runs(tiny_config, tmp_path):
   """Seeds that converge at different epochs replace different numbers of
   units (CBP counts each seed's own steps); vmapped, each gets its plain numbers."""
-  from tests.test_seeds import _close, _numbers
   tiny_config.train_type = 'redo,cbp'
   tiny_config.seeds = '0,1,2'
   tiny_config.max_epoch = 12
@@ -261,8 +255,8 @@ def test_vmapped_seeds_match_plain_runs(tiny_config, tmp_path):
   tiny_config.redo_tau = 0.9
   tiny_config.cbp_replacement_rate = 0.01
   tiny_config.cbp_maturity_threshold = 0
-  plain = _numbers(dash_jax.run(tiny_config, str(tmp_path / 'plain'), log=lambda *a: None))
+  plain = helpers.numbers_by_run(dash_jax.run(tiny_config, str(tmp_path / 'plain'), log=lambda *a: None))
   tiny_config.vmap_seeds = True
-  vmapped = _numbers(dash_jax.run(tiny_config, str(tmp_path / 'vmap'), log=lambda *a: None))
-  _close(plain, vmapped)
+  vmapped = helpers.numbers_by_run(dash_jax.run(tiny_config, str(tmp_path / 'vmap'), log=lambda *a: None))
+  helpers.close(plain, vmapped)
   assert len({tuple(e['steps'] for e in exps) for exps in plain.values()}) > 1

@@ -3,44 +3,27 @@ config errors, the batch clamp and the converged flag."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 import dash_jax
-from dash_jax import checkpoint, results
+from dash_jax import checkpoint
 from dash_jax.launch import locks, report, runs
 from dash_jax.errors import UserError
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTERRUPTED = 'stopped (Ctrl-C); re-run the same command to resume\n'  # asked for: no error
 
 
-def _launch(workdir, tfds_dir, *overrides, config='configs/digits.py', prefix=(),
-            new_session=False):
-  """launch.py on a tiny config (under `prefix`, e.g. `timeout`); with
-  new_session, in its own session, so a group signal stays there."""
-  args = [*prefix, sys.executable, os.path.join(ROOT, 'launch.py'),
-          '--config', os.path.join(ROOT, config), '--workdir', str(workdir),
-          f'--config.data_dir={tfds_dir}', '--config.train_type=warm', '--config.seeds=0',
-          '--config.num_chunks=2', '--config.max_epoch=2', '--config.width=16',
-          '--config.checkpoint_min_interval_s=0', '--config.compile_cache_dir=', *overrides]
-  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true')
-  return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=new_session)
+def _launch(workdir, tfds_dir, *overrides, **kw):
+  return helpers.launch_tiny(workdir, tfds_dir, *overrides, **kw)
 
 
 def _trained(out):
   """Run names a launch trained (its 'run i/N: NAME' lines)."""
   return [l.split(': ', 1)[1] for l in out.splitlines() if l.startswith('run ')]
-
-
-def _strip(res):
-  return [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
-          for e in res['experiments']]
 
 
 # --------------------------------------------------------------- one workdir, many launches
@@ -149,7 +132,7 @@ def test_unwritable_workdir_is_refused(tiny_config, tmp_path, monkeypatch):
 
 def test_empty_workdir_from_the_command_line(tmp_path, launch_in_process, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/synthetic.py'),
+  code, _, err = launch_in_process('--config', os.path.join(helpers.ROOT, 'configs/synthetic.py'),
                                    '--workdir', '')
   assert code == 2
   assert os.listdir(tmp_path) == []  # no ./synthetic
@@ -159,22 +142,10 @@ def test_empty_workdir_from_the_command_line(tmp_path, launch_in_process, monkey
 # --------------------------------------------------------------- signals
 
 
-def _wait_for(proc, text, deadline=300):
-  """Lines of stdout up to and including the first one containing `text`."""
-  seen, end = [], time.time() + deadline
-  while time.time() < end:
-    line = proc.stdout.readline()
-    assert line, f'exited ({proc.wait()}) before {text!r}: {seen} {proc.stderr.read()}'
-    seen.append(line)
-    if text in line:
-      return seen
-  raise AssertionError(f'no {text!r} in time')
-
-
 @pytest.mark.slow
 def test_ctrl_c_during_the_first_compile_is_one_line(tfds_dir, tmp_path):
   proc = _launch(tmp_path, tfds_dir)
-  _wait_for(proc, 'run 1/1')  # the first compile comes right after this line
+  helpers.wait_for(proc, 'run 1/1')  # the first compile comes right after this line
   proc.send_signal(signal.SIGINT)
   out, err = proc.communicate(timeout=60)
   assert proc.returncode == 130, err
@@ -186,14 +157,14 @@ def test_sigterm_saves_then_the_relaunch_resumes(tfds_dir, tmp_path):
   args = ('--config.num_chunks=1', '--config.max_epoch=400', '--config.converge_acc=1.0',
           '--config.checkpoint_every_epochs=0')  # no checkpoints inside the experiment
   proc = _launch(tmp_path, tfds_dir, *args)
-  _wait_for(proc, 'run 1/1')  # its one experiment: 400 epochs
+  helpers.wait_for(proc, 'run 1/1')  # its one experiment: 400 epochs
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 143, err
   assert err == ('stopped (SIGTERM) after saving a checkpoint; re-run the same command '
                  'to resume\n')  # a requested stop: no 'error'
   again = _launch(tmp_path, tfds_dir, *args)
-  line = _wait_for(again, 'resuming at experiment')[-1]
+  line = helpers.wait_for(again, 'resuming at experiment')[-1]
   assert 'resuming at experiment 1, epoch ' in line  # mid-experiment: the epochs were kept
   again.send_signal(signal.SIGINT)  # and Ctrl-C mid-run: one line too
   _, err = again.communicate(timeout=60)
@@ -302,9 +273,9 @@ def test_batch_beyond_the_training_set_is_the_training_set(tiny_config, tmp_path
   same = dash_jax.run(tiny_config, str(tmp_path / 'same'), lambda *a: None)['warm-sgd-seed0']
   tiny_config.batch_size = 100_000
   huge = dash_jax.run(tiny_config, str(tmp_path / 'huge'), lambda *a: None)['warm-sgd-seed0']
-  assert _strip(huge) == _strip(same)
+  assert helpers.numbers(huge) == helpers.numbers(same)
   assert [e['steps'] for e in huge['experiments']] == [2, 2, 2]  # one batch an epoch
-  assert _strip(big) != _strip(same)  # batch 128 really differs
+  assert helpers.numbers(big) != helpers.numbers(same)  # batch 128 really differs
 
 
 @pytest.mark.slow
@@ -336,11 +307,9 @@ def test_runs_per_device_packs_the_runs_into_worker_processes(tiny_config, tmp_p
   tiny_config.runs_per_device = 2
   lines = []
   packed = dash_jax.run(tiny_config, str(tmp_path / 'packed'), log=lines.append)
-  strip = lambda r: [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
-                     for e in r['experiments']]
   assert sorted(packed) == sorted(alone)
   for name in alone:
-    assert strip(packed[name]) == strip(alone[name]), name
+    assert helpers.numbers(packed[name]) == helpers.numbers(alone[name]), name
   here = [l.split(': ', 1)[1] for l in lines if l.startswith('run ')]
   worker_out = capfd.readouterr().out.splitlines()
   worker = [l.split(': ', 1)[1] for l in worker_out if l.startswith('[worker 1] run ')]

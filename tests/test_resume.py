@@ -4,35 +4,26 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 import dash_jax
-from dash_jax import results
 from dash_jax.errors import UserError
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# One DASH seed over 4 chunks of up to 25 epochs, saved every 2 epochs: long
+# enough to be killed between two saves.
+FLAGS = dict(train_type='dash', num_chunks=4, max_epoch=25, checkpoint_every_epochs=2)
 
 
 def _launch(workdir, tfds_dir, *overrides):
-  args = [sys.executable, os.path.join(ROOT, 'launch.py'),
-          '--config', os.path.join(ROOT, 'configs/digits.py'), '--workdir', str(workdir),
-          f'--config.data_dir={tfds_dir}', '--config.train_type=dash', '--config.seeds=0',
-          '--config.num_chunks=4', '--config.max_epoch=25', '--config.width=32',
-          '--config.checkpoint_every_epochs=2', '--config.checkpoint_min_interval_s=0',
-          '--config.compile_cache_dir=', *overrides]
-  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='true')
-  return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  return helpers.launch(workdir, *helpers.tiny_flags(data_dir=tfds_dir, **FLAGS), *overrides,
+                        stderr=subprocess.STDOUT)
 
 
 def _numbers(workdir):
-  with open(os.path.join(workdir, 'dash-sgd-seed0', 'results.json')) as f:
-    res = json.load(f)
-  return [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
-          for e in res['experiments']]
+  return helpers.numbers(helpers.read_results(os.path.join(workdir, 'dash-sgd-seed0')))
 
 
 def _committed_steps(workdir):
@@ -89,9 +80,7 @@ def test_corrupt_newest_checkpoint_falls_back(tiny_config, tmp_path, capsys):
   out = capsys.readouterr().out
   assert 'is unreadable' in out and 'resuming at experiment' in out
   assert os.path.isdir(str(newest) + '.corrupt')
-  strip = lambda r: [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
-                     for e in r['experiments']]
-  assert strip(again) == strip(ref)
+  assert helpers.numbers(again) == helpers.numbers(ref)
 
 
 @pytest.mark.slow

@@ -4,23 +4,9 @@ import shutil
 
 import pytest
 
-from dash_jax import results
 from dash_jax.launch import runs
 from dash_jax.launch.config import EXECUTION_FIELDS
-
-
-def _numbers(launched):
-  return {name: [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
-                 for e in r['experiments']] for name, r in launched.items()}
-
-
-def _close(plain, vmapped):
-  assert plain.keys() == vmapped.keys()
-  for run in plain:
-    for a, b in zip(plain[run], vmapped[run], strict=True):
-      assert (a['steps'], a['epochs'], a['num_train']) == (b['steps'], b['epochs'], b['num_train'])
-      for k in ('test_acc', 'test_loss', 'train_acc', 'train_loss'):
-        assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), (run, a['experiment'], k)
+from tests import helpers
 
 
 @pytest.fixture
@@ -36,12 +22,12 @@ def seeds_config(tiny_config):
 
 @pytest.mark.slow
 def test_vmapped_seeds_match_plain_runs(seeds_config, tmp_path):
-  plain = _numbers(runs.run(seeds_config, str(tmp_path / 'plain'), log=lambda *a: None))
+  plain = helpers.numbers_by_run(runs.run(seeds_config, str(tmp_path / 'plain'), log=lambda *a: None))
   seeds_config.vmap_seeds = True
   lines = []
-  vmapped = _numbers(runs.run(seeds_config, str(tmp_path / 'vmap'), log=lines.append))
+  vmapped = helpers.numbers_by_run(runs.run(seeds_config, str(tmp_path / 'vmap'), log=lines.append))
   assert any('seeds [0, 1, 2] as one program' in l for l in lines)
-  _close(plain, vmapped)
+  helpers.close(plain, vmapped)
   # Each seed stopped by its own rule: some converged early, at different epochs.
   epochs = {run: [e['epochs'] for e in exps] for run, exps in plain.items()}
   assert len({tuple(e) for e in epochs.values()}) > 1
@@ -60,7 +46,7 @@ def test_vmapped_group_resumes_from_an_older_checkpoint(seeds_config, tmp_path):
   seeds_config.vmap_seeds = True
   seeds_config.checkpoint_every_epochs = 2
   seeds_config.keep_checkpoints = 10
-  ref = _numbers(runs.run(seeds_config, str(tmp_path), log=lambda *a: None))
+  ref = helpers.numbers_by_run(runs.run(seeds_config, str(tmp_path), log=lambda *a: None))
   ckpt_dir = tmp_path / 'dash-sam-seeds0_1_2' / 'checkpoints'
   steps = sorted(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
   assert len(steps) >= 3
@@ -69,7 +55,7 @@ def test_vmapped_group_resumes_from_an_older_checkpoint(seeds_config, tmp_path):
   for run in ref:
     os.remove(tmp_path / run / 'results.json')
   lines = []
-  again = _numbers(runs.run(seeds_config, str(tmp_path), log=lines.append))
+  again = helpers.numbers_by_run(runs.run(seeds_config, str(tmp_path), log=lines.append))
   assert any('resuming at experiment' in l for l in lines)
   assert again == ref
 
@@ -91,7 +77,7 @@ def test_vmapped_seeds_take_every_execution_feature(seeds_config, tmp_path, over
   plain_results = runs.run(seeds_config, str(tmp_path / 'plain'), log=lambda *a: None)
   seeds_config.vmap_seeds = True
   vmapped_results = runs.run(seeds_config, str(tmp_path / 'vmap'), log=lambda *a: None)
-  _close(_numbers(plain_results), _numbers(vmapped_results))
+  helpers.close(helpers.numbers_by_run(plain_results), helpers.numbers_by_run(vmapped_results))
   if overrides.get('diagnostics'):
     for name, res in plain_results.items():
       for a, b in zip(res['experiments'], vmapped_results[name]['experiments'], strict=True):

@@ -17,14 +17,9 @@ from dash_jax import observers, results
 from dash_jax.launch import cli, report, runs, tables
 from dash_jax.launch import config as config_lib
 from dash_jax.errors import UserError
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = dict(log=lambda *a: None)
-
-
-def _numbers(res):
-  return [{k: v for k, v in e.items() if k not in results.EXECUTION_RECORD_FIELDS}
-          for e in res['experiments']]
 
 
 # ------------------------------------------------------------- the grid
@@ -153,7 +148,7 @@ def test_bad_lists_are_one_line_naming_field_and_value(field, values, message):
 def test_cli_list_errors_are_one_line(tmp_path, launch_in_process):
   for override, message in [('--config.data_dir=a,b', 'config.data_dir takes one value'),
                             ('--config.dash_alpha=0.3,,1', 'has an empty element')]:
-    code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/digits.py'),
+    code, _, err = launch_in_process('--config', os.path.join(helpers.ROOT, 'configs/digits.py'),
                                      '--workdir', tmp_path / 'w', override)
     lines = [l for l in err.splitlines() if l.strip()]
     assert code == 2 and len(lines) == 1, err
@@ -183,8 +178,9 @@ def test_swept_launch_equals_separate_launches_and_resumes(sweep_config, tmp_pat
     single = get_config()
     single.update(sweep_config.to_dict() | {'dash_lambda': lam})
     alone = runs.run(single, str(tmp_path / f'alone{lam}'), **QUIET)['dash-sgd-seed0']
-    assert _numbers(alone) == _numbers(saved)
-  assert _numbers(launched['dash-sgd-lam0.1-seed0']) != _numbers(launched['dash-sgd-lam0.5-seed0'])
+    assert helpers.numbers(alone) == helpers.numbers(saved)
+  assert (helpers.numbers(launched['dash-sgd-lam0.1-seed0'])
+          != helpers.numbers(launched['dash-sgd-lam0.5-seed0']))
 
   # Relaunch: finished runs are read back; an unfinished one resumes from its
   # checkpoint and gives the same numbers.
@@ -193,7 +189,7 @@ def test_swept_launch_equals_separate_launches_and_resumes(sweep_config, tmp_pat
   again = runs.run(sweep_config, work, log=lines.append)
   assert any('dash-sgd-lam0.1-seed0 finished earlier' in l for l in lines)
   assert any('[dash-sgd-lam0.5-seed0] resuming at experiment 4' in l for l in lines)
-  assert _numbers(again['dash-sgd-lam0.5-seed0']) == _numbers(launched['dash-sgd-lam0.5-seed0'])
+  assert helpers.numbers(again['dash-sgd-lam0.5-seed0']) == helpers.numbers(launched['dash-sgd-lam0.5-seed0'])
 
   # The guard: the same swept runs with another setting are refused.
   sweep_config.max_epoch = 2
@@ -260,7 +256,7 @@ def test_vmapped_seed_groups_with_a_sweep_match_plain_runs(sweep_config, tmp_pat
     assert (tmp_path / 'vmap' / f'dash-sgd-lam{lam}-seeds0_1' / 'checkpoints').is_dir()
   assert sorted(plain) == sorted(vmapped) and len(plain) == 4
   for name in plain:
-    for a, b in zip(_numbers(plain[name]), _numbers(vmapped[name]), strict=True):
+    for a, b in zip(helpers.numbers(plain[name]), helpers.numbers(vmapped[name]), strict=True):
       assert (a['steps'], a['epochs']) == (b['steps'], b['epochs'])
       assert b['test_acc'] == pytest.approx(a['test_acc'], abs=1e-5)
 
@@ -289,7 +285,7 @@ def test_two_processes_share_a_sweep(tfds_dir, tmp_path):
     port = s.getsockname()[1]
   code = HOST_CHILD.format(tfds=tfds_dir, work=str(tmp_path), coord=f'localhost:{port}')
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  procs = [subprocess.Popen([sys.executable, '-c', code, str(i)], env=env, cwd=ROOT,
+  procs = [subprocess.Popen([sys.executable, '-c', code, str(i)], env=env, cwd=helpers.ROOT,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
            for i in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
@@ -428,7 +424,7 @@ def test_wandb_missing_package_is_one_line(monkeypatch):
 
 def test_wandb_missing_package_on_the_command_line(tmp_path, launch_in_process, monkeypatch):
   monkeypatch.setitem(sys.modules, 'wandb', None)  # import wandb -> ImportError
-  code, _, err = launch_in_process('--config', os.path.join(ROOT, 'configs/digits.py'),
+  code, _, err = launch_in_process('--config', os.path.join(helpers.ROOT, 'configs/digits.py'),
                                    '--workdir', tmp_path / 'w', '--config.wandb=True')
   lines = [l for l in err.splitlines() if l.strip()]
   assert code == 2 and len(lines) == 1, err

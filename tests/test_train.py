@@ -1,31 +1,17 @@
 """The DASH direction pass, batching and the convergence loop."""
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from dash_jax import models, optim, train
-
-
-def _setup(n=40, seed=0):
-  model = models.MLP(num_classes=4, width=8, depth=2)
-  state = train.create_state(model, optim.sgd(0.05), jax.random.PRNGKey(seed), (3, 3, 1), False)
-  rng = np.random.default_rng(seed)
-  data = {'train_x': jnp.asarray(rng.integers(0, 256, (n, 3, 3, 1), dtype=np.uint8)),
-          'train_y': jnp.asarray(rng.integers(0, 4, n, dtype=np.int32)),
-          'mean': jnp.asarray([100.0]), 'std': jnp.asarray([60.0])}
-  # move the BN running statistics off their init, so eval mode matters
-  x = train.normalise(data['train_x'], data['mean'], data['std'])
-  state, _ = train.train_step(state, x, data['train_y'], jnp.ones(n), train.StepConfig())
-  return state, data
+from dash_jax import optim, train
+from tests import helpers
 
 
 @pytest.mark.slow
 def test_direction_is_the_ema_of_a_plain_loop():
-  state, data = _setup()
+  state, data = helpers.mlp_setup()
   buffer_idx = jnp.asarray(np.random.default_rng(1).permutation(40).astype(np.int32))
   alpha, chunk = 0.3, 10
   got = train.full_data_direction(state, data, buffer_idx, 3, alpha, chunk_size=chunk)
@@ -56,7 +42,7 @@ def test_epoch_order_is_a_permutation_of_the_first_n():
 @pytest.mark.slow
 def test_padded_final_batch_equals_a_short_batch():
   """Masked examples leave loss, gradients and BatchNorm stats untouched."""
-  state, data = _setup()
+  state, data = helpers.mlp_setup()
   x = train.normalise(data['train_x'], data['mean'], data['std'])
   y = data['train_y']
   short, m1 = train.train_step(state, x[:5], y[:5], jnp.ones(5), train.StepConfig())
@@ -68,30 +54,13 @@ def test_padded_final_batch_equals_a_short_batch():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def _converge(state, key, data, buffer_idx, n, on_epoch=None, **kw):
-  """train_until_converged on a plain run: a group of one seed."""
-  group = lambda tree: jax.tree.map(lambda x: x[None], tree)
-  data = dict(data, train_y=data['train_y'][None])
-  if on_epoch is not None:
-    kw['on_epoch'] = lambda i, e, acc, loss, s: on_epoch(e, acc, loss, s)
-  if 'on_checkpoint' in kw:
-    on_checkpoint = kw['on_checkpoint']
-    kw['on_checkpoint'] = lambda s, k, p: on_checkpoint(s, k, p[0])
-  fields = {f.name for f in dataclasses.fields(train.TrainOptions)}
-  opts = train.TrainOptions(**{f: kw.pop(f) for f in list(kw) if f in fields})
-  s, k, st = train.train_until_converged(
-      group(state), group(key), train.ExperimentData(data, buffer_idx[None], n), opts,
-      train.EpochHooks(**kw))
-  return train.take_seed(s, 0), k[0], st[0]
-
-
 def test_loop_and_scan_epochs_agree():
-  state, data = _setup()
+  state, data = helpers.mlp_setup()
   buffer_idx = jnp.arange(40, dtype=jnp.int32)
   kw = dict(step_cfg=train.StepConfig(), batch_size=16, max_epoch=3, converge_acc=1.0)
-  s1, _, st1 = _converge(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='scan', **kw)
-  state, data = _setup()
-  s2, _, st2 = _converge(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='loop', **kw)
+  s1, _, st1 = helpers.converge(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='scan', **kw)
+  state, data = helpers.mlp_setup()
+  s2, _, st2 = helpers.converge(state, jax.random.PRNGKey(3), data, buffer_idx, 37, mode='loop', **kw)
   assert st1.steps == st2.steps == 9 and st1.epochs == 3
   np.testing.assert_allclose(st1.train_loss, st2.train_loss, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
@@ -99,10 +68,10 @@ def test_loop_and_scan_epochs_agree():
 
 
 def test_nonfinite_loss_stops_loudly():
-  state, data = _setup()
+  state, data = helpers.mlp_setup()
   state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, 1e30))
   try:
-    _converge(state, jax.random.PRNGKey(0), data, jnp.arange(40, dtype=jnp.int32), 40,
+    helpers.converge(state, jax.random.PRNGKey(0), data, jnp.arange(40, dtype=jnp.int32), 40,
               step_cfg=train.StepConfig(), batch_size=8, max_epoch=50,
               converge_acc=1.0, experiment=4)
   except train.NonFiniteLoss as e:
@@ -122,9 +91,9 @@ def test_device_epochs_stop_where_the_host_loop_stops():
   for name, mode, per_call, every, block in (
       ('1', 'scan', 1, 0, 1), ('64', 'scan', 64, 0, 1), ('4+ckpt', 'scan', 4, 6, 1),
       ('block2', 'scan', 64, 0, 2), ('loop', 'loop', 64, 0, 1)):
-    state, data = _setup()
+    state, data = helpers.mlp_setup()
     epochs, saved = [], []
-    s, key, st = _converge(
+    s, key, st = helpers.converge(
         state, jax.random.PRNGKey(3), data, jnp.arange(40, dtype=jnp.int32), 37,
         mode=mode, epochs_per_call=per_call, checkpoint_every=every, block=block,
         on_checkpoint=lambda s, k, p: saved.append(p.epochs),

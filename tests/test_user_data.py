@@ -16,12 +16,10 @@ import dash_jax
 from dash_jax import data, results, setup
 from dash_jax.launch import cli
 from dash_jax.errors import UserError
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ['--config.train_type=warm', '--config.seeds=0', '--config.num_chunks=2',
-        '--config.max_epoch=2', '--config.width=16', '--config.compile_cache_dir=',
-        '--config.checkpoint_min_interval_s=0', '--config.progress=False',
-        '--config.tensorboard=False']
+# The tiny config, smaller still, with no progress bars or TensorBoard files.
+TINY = helpers.tiny_flags(**helpers.SMALLER, progress=False, tensorboard=False)
 
 
 def launch_argv(argv):
@@ -40,53 +38,26 @@ def launch_argv(argv):
 
 
 def launch_main(workdir, *overrides, config='configs/digits.py'):
-  return launch_argv(['--config', os.path.join(ROOT, config), '--workdir', str(workdir),
+  return launch_argv(['--config', os.path.join(helpers.ROOT, config), '--workdir', str(workdir),
                       *TINY, *overrides])
-
-
-def features(n, d=6, k=3, seed=0):
-  """Float features (n, d) whose first k columns give the class: separable."""
-  rng = np.random.default_rng(seed)
-  y = np.arange(n) % k
-  x = rng.normal(size=(n, d)).astype(np.float64)
-  x[np.arange(n), y] += 4.0
-  return x, y
-
-
-def write_npz(path, **arrays):
-  x, y = features(60)
-  xt, yt = features(30, seed=1)
-  base = dict(x_train=x, y_train=y, x_test=xt, y_test=yt)
-  base.update(arrays)
-  np.savez(path, **{k: v for k, v in base.items() if v is not None})
-  return str(path)
 
 
 # --------------------------------------------------------------- readers
 
 
-def _config(dataset, data_dir='', **fields):
-  from configs.digits import get_config
-  config = get_config()
-  config.dataset, config.data_dir = dataset, str(data_dir)
-  for k, v in fields.items():
-    config[k] = v
-  return config
-
-
 def test_npz_float_features_kept_as_float32_with_per_feature_stats(tmp_path):
-  path = write_npz(tmp_path / 'f.npz')
+  path = helpers.write_npz(tmp_path / 'f.npz')
   for name in (path, f'npz:{path}'):
-    ds = data.load(_config(name))
+    ds = data.load(helpers.user_config(name))
     assert ds.train_x.dtype == np.float32 and ds.train_x.shape == (60, 6)
     assert not ds.is_image and ds.num_classes == 3 and ds.name == name
-    x = features(60)[0]
+    x = helpers.features(60)[0]
     np.testing.assert_array_equal(ds.train_x, x.astype(np.float32))  # no quantisation
     np.testing.assert_allclose(ds.mean, x.mean(0), rtol=1e-6)
     np.testing.assert_allclose(ds.std, x.std(0), rtol=1e-6)
-    mean, std = setup.normalisation(_config(name), ds)  # auto = standard
+    mean, std = setup.normalisation(helpers.user_config(name), ds)  # auto = standard
     np.testing.assert_array_equal(mean, ds.mean)
-    mean, std = setup.normalisation(_config(name, normalize='none'), ds)
+    mean, std = setup.normalisation(helpers.user_config(name, normalize='none'), ds)
     assert not mean.any() and (std == 1).all()
   with open(path, 'rb') as f:
     import hashlib
@@ -94,92 +65,78 @@ def test_npz_float_features_kept_as_float32_with_per_feature_stats(tmp_path):
   assert ds.source == {'kind': 'npz', 'path': path, 'size': os.path.getsize(path),
                        'sha256': digest, 'arrays': ds.source['arrays']}
   assert ds.source['arrays']['x_train'] == [[60, 6], 'float64']
-  assert data.fingerprinted(_config(path)).dataset_sha256 == digest
-  assert 'dataset_sha256' not in data.fingerprinted(_config('digits'))
+  assert data.fingerprinted(helpers.user_config(path)).dataset_sha256 == digest
+  assert 'dataset_sha256' not in data.fingerprinted(helpers.user_config('digits'))
   with pytest.raises(UserError, match="normalize='unit'"):
-    setup.normalisation(_config(path, normalize='unit'), ds)
+    setup.normalisation(helpers.user_config(path, normalize='unit'), ds)
 
 
 def test_npz_images_get_a_channel_axis_and_num_classes(tmp_path):
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (40, 5, 7), dtype=np.uint8)
   y = np.arange(40) % 4
-  path = write_npz(tmp_path / 'i.npz', x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
-  ds = data.load(_config(path))
+  path = helpers.write_npz(tmp_path / 'i.npz', x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+  ds = data.load(helpers.user_config(path))
   assert ds.is_image and ds.train_x.shape == (40, 5, 7, 1) and ds.num_classes == 4
   assert ds.input_shape == (5, 7, 1)
   np.testing.assert_allclose(ds.mean, [x.mean()], rtol=1e-6)
   setup.check_input_shape('resnet18', ds)  # images: a convnet fits
   rgb = rng.integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
-  path = write_npz(tmp_path / 'rgb.npz', x_train=rgb, y_train=y, x_test=rgb[:4], y_test=y[:4])
-  ds = data.load(_config(path))
+  path = helpers.write_npz(tmp_path / 'rgb.npz', x_train=rgb, y_train=y, x_test=rgb[:4], y_test=y[:4])
+  ds = data.load(helpers.user_config(path))
   assert ds.train_x.shape == (40, 4, 4, 3) and ds.mean.shape == (3,) and ds.num_classes == 4
-  mean, std = setup.normalisation(_config(path), ds)  # auto: standard, also for the MLP
+  mean, std = setup.normalisation(helpers.user_config(path), ds)  # auto: standard, also for the MLP
   np.testing.assert_array_equal(mean, ds.mean)
 
 
 def test_num_classes_above_the_labels_leaves_a_class_empty(tmp_path):
-  path = write_npz(tmp_path / 'f.npz')
+  path = helpers.write_npz(tmp_path / 'f.npz')
   with pytest.raises(UserError, match='classes 3 of 0..3 have no training example'):
-    data.load(_config(path, num_classes=4))
+    data.load(helpers.user_config(path, num_classes=4))
   with pytest.raises(UserError, match='holds label 2, but config.num_classes=2'):
-    data.load(_config(path, num_classes=2))
-
-
-def write_folder(root, classes=('cat', 'dog'), per_class=(3, 2), size=(6, 6), mode='RGB'):
-  """root/train/CLASS/i.png and root/test/CLASS/i.png; each image one flat
-  level encoding class and index."""
-  for split, n in zip(('train', 'test'), per_class):
-    for c, name in enumerate(classes):
-      folder = root / split / name
-      folder.mkdir(parents=True, exist_ok=True)
-      for i in range(n):
-        level = 10 + 100 * c + 10 * i
-        Image.new(mode, size, (level,) * len(mode) if mode != 'L' else level).save(
-            folder / f'{i}.png')
-  return str(root)
+    data.load(helpers.user_config(path, num_classes=2))
 
 
 def test_image_folder_of_pngs(tmp_path):
-  path = write_folder(tmp_path / 'imgs')
-  ds = data.load(_config(f'folder:{path}'))
+  path = helpers.write_folder(tmp_path / 'imgs')
+  ds = data.load(helpers.user_config(f'folder:{path}'))
   assert ds.train_x.shape == (6, 6, 6, 3) and ds.test_x.shape == (4, 6, 6, 3)
   assert ds.is_image and ds.num_classes == 2
   assert ds.train_y.tolist() == [0, 0, 0, 1, 1, 1]  # sorted: class, then file name
   assert ds.train_x[:, 0, 0, 0].tolist() == [10, 20, 30, 110, 120, 130]
   assert ds.source['kind'] == 'folder' and ds.source['files'] == 10
   assert ds.source['classes'] == ['cat', 'dog'] and len(ds.source['sha256']) == 64
-  grey = write_folder(tmp_path / 'grey', mode='L', size=(5, 3))
-  ds = data.load(_config(f'folder:{grey}'))
+  grey = helpers.write_folder(tmp_path / 'grey', mode='L', size=(5, 3))
+  ds = data.load(helpers.user_config(f'folder:{grey}'))
   assert ds.train_x.shape == (6, 3, 5, 1)
   (tmp_path / 'grey' / 'train' / 'cat' / '9.png').unlink(missing_ok=True)
   Image.new('L', (9, 9), 7).save(tmp_path / 'grey' / 'train' / 'cat' / '9.png')
   with pytest.raises(UserError, match='images differ in size .*--config.image_size'):
-    data.load(_config(f'folder:{grey}'))
-  ds = data.load(_config(f'folder:{grey}', image_size=4))
+    data.load(helpers.user_config(f'folder:{grey}'))
+  ds = data.load(helpers.user_config(f'folder:{grey}', image_size=4))
   assert ds.train_x.shape == (7, 4, 4, 1) and ds.source['image_size'] == 4
 
 
 @pytest.mark.slow
 def test_tfds_name_through_a_builder_prepared_in_a_temp_dir(tfds_dir):
-  digits = data.load(_config('digits', tfds_dir))
-  ds = data.load(_config('tfds:dash_digits', tfds_dir))
+  digits = data.load(helpers.user_config('digits', tfds_dir))
+  ds = data.load(helpers.user_config('tfds:dash_digits', tfds_dir))
   np.testing.assert_array_equal(ds.train_x, digits.train_x)
   np.testing.assert_array_equal(ds.test_y, digits.test_y)
   assert ds.num_classes == 10 and ds.source['name'] == 'dash_digits'
   assert ds.source['version'] == '1.0.0' and ds.source['supervised_keys'] == ['image', 'label']
-  half = data.load(_config('tfds:dash_digits', tfds_dir, train_split='train[:50%]',
+  half = data.load(helpers.user_config('tfds:dash_digits', tfds_dir, train_split='train[:50%]',
                            test_split='test[:10]'))
   assert len(half.train_y) == 629 and len(half.test_y) == 10
   np.testing.assert_array_equal(half.train_x, digits.train_x[:629])
   with pytest.raises(UserError, match="config.train_split='tran' is not a split of it"):
-    data.load(_config('tfds:dash_digits', tfds_dir, train_split='tran'))
+    data.load(helpers.user_config('tfds:dash_digits', tfds_dir, train_split='tran'))
 
 
 @pytest.mark.slow
 def test_tfds_name_under_mock_data(mock_tfds, tmp_path):
   with mock_tfds(num_examples=30):
-    ds = data.load(_config('tfds:mnist', tmp_path))
+    ds = data.load(helpers.user_config('tfds:mnist', tmp_path))
   assert ds.train_x.shape == (30, 28, 28, 1) and ds.num_classes == 10
 
 
@@ -217,7 +174,7 @@ def test_digits_from_an_npz_give_the_builtin_digits_numbers(tiny_config, tmp_pat
 
 @pytest.mark.slow
 def test_float_features_npz_through_launch_py(tmp_path, capsys):
-  path = write_npz(tmp_path / 'table.npz')
+  path = helpers.write_npz(tmp_path / 'table.npz')
   work = tmp_path / 'w'
   assert launch_main(work, f'--config.dataset={path}', '--config.train_type=cold,dash') == 0
   res = _results(work, 'dash-sgd-seed0')
@@ -227,8 +184,8 @@ def test_float_features_npz_through_launch_py(tmp_path, capsys):
     assert json.load(f)['dataset_sha256'] == res['config']['dataset_sha256']
   assert os.path.exists(work / 'report.md') and os.path.exists(work / 'summary.md')
   # The file changes: relaunching into the workdir is refused, naming it.
-  x, y = features(60, seed=5)
-  write_npz(tmp_path / 'table.npz', x_train=x)
+  x, y = helpers.features(60, seed=5)
+  helpers.write_npz(tmp_path / 'table.npz', x_train=x)
   capsys.readouterr()
   assert launch_main(work, f'--config.dataset={path}', '--config.train_type=cold,dash') == 2
   err = capsys.readouterr().err
@@ -240,7 +197,7 @@ def test_uint8_images_npz_with_a_convnet(tmp_path):
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (24, 8, 8), dtype=np.uint8)
   y = np.arange(24) % 3
-  path = write_npz(tmp_path / 'img.npz', x_train=x, y_train=y, x_test=x[:6], y_test=y[:6])
+  path = helpers.write_npz(tmp_path / 'img.npz', x_train=x, y_train=y, x_test=x[:6], y_test=y[:6])
   assert launch_main(tmp_path / 'w', f'--config.dataset={path}', '--config.model=resnet18',
                      '--config.max_epoch=1', '--config.batch_size=8',
                      '--config.num_chunks=1') == 0
@@ -259,10 +216,10 @@ def test_chunk_order_given_trains_chunk_k_on_the_kth_slice(tmp_path):
   """Rows in file order: classes 0, 1 first, then 2, 3. With 'given', the
   first experiment sees only classes 0 and 1, so it cannot be right on more
   than half of a balanced test set; the random order sees all four."""
-  x, y = features(80, d=8, k=4, seed=3)
+  x, y = helpers.features(80, d=8, k=4, seed=3)
   order = np.argsort(y >= 2, kind='stable')
-  xt, yt = features(40, d=8, k=4, seed=4)
-  path = write_npz(tmp_path / 'stream.npz', x_train=x[order], y_train=y[order], x_test=xt,
+  xt, yt = helpers.features(40, d=8, k=4, seed=4)
+  path = helpers.write_npz(tmp_path / 'stream.npz', x_train=x[order], y_train=y[order], x_test=xt,
                    y_test=yt)
   common = [f'--config.dataset={path}', '--config.label_noise=0', '--config.max_epoch=30',
             '--config.learning_rate=0.1']
@@ -304,7 +261,7 @@ def _refused(capsys, workdir, message, *overrides):
 
 
 def _npz_refused(capsys, tmp_path, message, **arrays):
-  path = write_npz(tmp_path / 'bad.npz', **arrays)
+  path = helpers.write_npz(tmp_path / 'bad.npz', **arrays)
   return _refused(capsys, tmp_path / 'w', message, f'--config.dataset={path}')
 
 
@@ -322,7 +279,7 @@ def test_file_that_is_not_an_npz(capsys, tmp_path):
 
 
 def test_missing_or_misspelled_array_names(capsys, tmp_path):
-  x, y = features(10)
+  x, y = helpers.features(10)
   line = _npz_refused(capsys, tmp_path, 'lacks x_train (is \'X_train\' it?)', x_train=None,
                       X_train=x)
   assert 'it holds y_train, x_test, y_test, X_train' in line
@@ -331,11 +288,11 @@ def test_missing_or_misspelled_array_names(capsys, tmp_path):
 
 def test_lengths_that_differ(capsys, tmp_path):
   _npz_refused(capsys, tmp_path, 'x_train holds 60 examples but y_train 59 labels',
-               y_train=features(60)[1][:59])
+               y_train=helpers.features(60)[1][:59])
 
 
 def test_labels_not_integers_negative_or_leaving_classes_empty(capsys, tmp_path):
-  y = features(60)[1]
+  y = helpers.features(60)[1]
   _npz_refused(capsys, tmp_path, 'y_train holds float64 values; labels must be integers',
                y_train=y + 0.5)
   _npz_refused(capsys, tmp_path, 'y_test holds negative labels (-1)',
@@ -346,7 +303,7 @@ def test_labels_not_integers_negative_or_leaving_classes_empty(capsys, tmp_path)
 
 
 def test_nan_or_inf_in_float_features(capsys, tmp_path):
-  x = features(60)[0]
+  x = helpers.features(60)[0]
   x[3, 2], x[7, 0] = np.nan, np.inf
   _npz_refused(capsys, tmp_path, 'x_train holds 2 NaN or inf values (first at index (3, 2))',
                x_train=x)
@@ -358,7 +315,7 @@ def test_empty_test_split(capsys, tmp_path):
 
 
 def test_convnet_on_features_names_the_shape(capsys, tmp_path):
-  path = write_npz(tmp_path / 'f.npz')
+  path = helpers.write_npz(tmp_path / 'f.npz')
   _refused(capsys, tmp_path / 'w', "model 'resnet18' is a convnet and needs images (H, W, C) "
            f'per example, but {path} holds inputs of shape (6,)',
            f'--config.dataset={path}', '--config.model=resnet18')
@@ -373,7 +330,7 @@ def test_image_folder_with_no_classes(capsys, tmp_path):
 
 
 def test_image_folder_with_a_class_missing_from_test(capsys, tmp_path):
-  path = write_folder(tmp_path / 'imgs')
+  path = helpers.write_folder(tmp_path / 'imgs')
   for f in (tmp_path / 'imgs' / 'test' / 'dog').iterdir():
     f.unlink()
   _refused(capsys, tmp_path / 'w', 'class dog has no images in test/',
@@ -381,7 +338,7 @@ def test_image_folder_with_a_class_missing_from_test(capsys, tmp_path):
 
 
 def test_image_folder_with_an_unreadable_image(capsys, tmp_path):
-  path = write_folder(tmp_path / 'imgs')
+  path = helpers.write_folder(tmp_path / 'imgs')
   (tmp_path / 'imgs' / 'train' / 'dog' / '1.png').write_bytes(b'not a png')
   _refused(capsys, tmp_path / 'w', 'cannot read train/dog/1.png',
            f'--config.dataset=folder:{path}')
@@ -437,7 +394,7 @@ def test_unknown_dataset_and_misplaced_fields(capsys, tmp_path):
 def readme_example():
   """The code blocks of README.md's 'Your data' example, in order: the
   python block after the marker, then the bash block."""
-  with open(os.path.join(ROOT, 'README.md')) as f:
+  with open(os.path.join(helpers.ROOT, 'README.md')) as f:
     text = f.read()
   section = text.split('<!-- your-data-example -->', 1)[1].split('\n## ', 1)[0]
   blocks = re.findall(r'```(\w+)\n(.*?)```', section, re.S)
@@ -457,7 +414,7 @@ def test_readme_your_data_example_runs_as_written(tmp_path, monkeypatch, capsys)
     assert f['x_train'].shape == (398, 30) and f['x_test'].shape == (171, 30)
   commands = [shlex.split(line) for line in bash.replace('\\\n', ' ').splitlines() if line.strip()]
   assert [c[:2] for c in commands] == [['python', 'launch.py'], ['cat', 'runs/breast_cancer/report.md']]
-  argv = [os.path.join(ROOT, a) if a.startswith('configs/') else a for a in commands[0][2:]]
+  argv = [os.path.join(helpers.ROOT, a) if a.startswith('configs/') else a for a in commands[0][2:]]
   tiny = ['--config.seeds=0', '--config.num_chunks=2', '--config.max_epoch=3',
           '--config.width=16', '--config.compile_cache_dir=', '--config.progress=False',
           '--config.tensorboard=False']

@@ -18,9 +18,8 @@ import sysconfig
 
 import pytest
 
-from tests.test_no_tensorflow import BLOCKER
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(args, **kw):
@@ -37,7 +36,7 @@ def _outer_site_dirs() -> list:
     paths.append(site.getusersitepackages())
   out = []
   for p in paths:
-    if os.path.isdir(p) and not os.path.abspath(p).startswith(ROOT) and p not in out:
+    if os.path.isdir(p) and not os.path.abspath(p).startswith(helpers.ROOT) and p not in out:
       out.append(p)
   return out
 
@@ -47,9 +46,9 @@ def _build_wheel(tmp_path):
   src.mkdir()
   ignore = shutil.ignore_patterns('__pycache__', '*.pyc')
   for name in ('pyproject.toml', 'README.md'):
-    shutil.copy(os.path.join(ROOT, name), src)
+    shutil.copy(os.path.join(helpers.ROOT, name), src)
   for name in ('dash_jax', 'configs'):
-    shutil.copytree(os.path.join(ROOT, name), src / name, ignore=ignore)
+    shutil.copytree(os.path.join(helpers.ROOT, name), src / name, ignore=ignore)
   wheels = tmp_path / 'wheels'
   _run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation',
         '-w', str(wheels), str(src)])
@@ -67,7 +66,7 @@ def _venv_with(wheel, venv):
   _run([sys.executable, '-m', 'pip', '--python', str(python), 'install', '-q', '--no-deps',
         '--no-index', str(wheel)])
   with open(os.path.join(site, '_dash_jax_test_block.py'), 'w') as f:
-    f.write(BLOCKER)
+    f.write(helpers.BLOCKER)
   with open(os.path.join(site, '_dash_jax_test_env.pth'), 'w') as f:
     f.write(''.join(p + '\n' for p in _outer_site_dirs()) + 'import _dash_jax_test_block\n')
   return python
