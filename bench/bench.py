@@ -49,7 +49,7 @@ class JaxBench:
     config = get_config()
     config.width, config.model = width, model_name
     self.model = models.get(model_name).build(config, 10)
-    self.mode = setup.epoch_mode(config)  # what a launch would use
+    self.mode = setup.epoch_mode(config.epoch_mode, config.model)  # what a launch would use
     self.n, self.batch_size = n, batch_size
     self.num_batches = math.ceil(n / batch_size)
     self.step_cfg = train.StepConfig(sam_rho=RHO if sam else None)
@@ -332,7 +332,7 @@ def torch_protocol(quick, loader='dataloader'):
   config = protocol_config(quick)
   start = time.perf_counter()
   ds = data_lib.load(config)
-  mean, std = setup.normalisation(config, ds)
+  mean, std = setup.normalisation(config.normalize, config.model, ds)
   labels = data_lib.noisy_labels(ds.train_y, config.label_noise, ds.num_classes, 0)
   buffer, _ = setup.chunk_buffer(len(labels), config.num_chunks, 0)
   prep = lambda x: torch.from_numpy(((x.astype(np.float32) - mean) / std).reshape(len(x), -1))

@@ -133,7 +133,7 @@ def epoch_mode() -> str:
   from configs.digits import get_config
   config = get_config()
   config.model = 'resnet18'
-  return setup.epoch_mode(config)
+  return setup.epoch_mode(config.epoch_mode, config.model)
 
 
 def run_protocol(overrides: dict, workdir: str) -> dict:

@@ -237,3 +237,9 @@ def converge(state, key, data, buffer_idx, n, on_epoch=None, **kw):
       group(state), group(key), train.ExperimentData(data, buffer_idx[None], n), opts,
       train.EpochHooks(**kw))
   return train.take_seed(s, 0), k[0], st[0]
+
+
+def normalisation(config, ds):
+  """setup.normalisation for a one-run config: what its run would feed."""
+  from dash_jax import setup
+  return setup.normalisation(config.normalize, config.model, ds)

@@ -6,8 +6,8 @@ import pytest
 
 from configs.digits import get_config
 from dash_jax.launch import config as config_lib
+from dash_jax.launch import grid
 from dash_jax import results
-from dash_jax.launch import runs
 from dash_jax.errors import UserError
 from tests import helpers
 
@@ -48,9 +48,10 @@ def test_bad_values_are_named(field, value, message):
 def test_default_config_is_valid_and_lists_runs():
   config = get_config()
   config_lib.validate(config)
-  specs = list(runs.run_specs(config))
+  specs = grid.plan(config, 'w')
   assert len(specs) == 12
-  assert specs[0] == runs.RunSpec('cold', 'sgd', 0)
+  assert (specs[0].name, specs[0].folder, specs[0].settings.train_type) == (
+      'cold-sgd-seed0', 'w/cold-sgd-seed0', 'cold')
   assert specs[-1].name == 'dash-sgd-seed2'
 
 

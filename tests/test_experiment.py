@@ -48,7 +48,7 @@ def _independent_direction(config, state, j, alpha):
   ds = data_lib.load(config)
   labels = data_lib.noisy_labels(ds.train_y, config.label_noise, ds.num_classes, 0)
   buffer, chunk = setup.chunk_buffer(len(labels), config.num_chunks, 0)
-  mean, std = setup.normalisation(config, ds)
+  mean, std = setup.normalisation(config.normalize, config.model, ds)
   g = jax.tree.map(jnp.zeros_like, state.params)
   for i in range(j):
     idx = buffer[i * chunk:(i + 1) * chunk]

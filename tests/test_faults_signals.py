@@ -101,7 +101,7 @@ def test_a_worker_reads_its_config_from_stdin(tmp_path, monkeypatch):
   from dash_jax import data, signals
   from dash_jax.launch import runs
   from configs.digits import get_config
-  monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(pickle.dumps(get_config()))))
+  monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(pickle.dumps((get_config(), '')))))
   monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
   monkeypatch.setattr(os, 'kill', lambda pid, sig: None)  # its parent watch: never here
 

@@ -3,7 +3,8 @@ field with its default and one-line meaning, grouped science / execution,
 read from configs/default.py's own comments."""
 
 from dash_jax.launch import config as config_lib
-from dash_jax.launch import defaults, fieldhelp
+from dash_jax.launch import config as config_lib
+from dash_jax.launch import fieldhelp
 from tests import helpers
 
 
@@ -23,9 +24,9 @@ def test_launch_py_help_in_a_process():
 
 
 def test_every_field_of_default_py_has_a_help_line():
-  with open(defaults.DEFAULT_CONFIG) as f:
+  with open(config_lib.DEFAULT_CONFIG) as f:
     meaning = fieldhelp.meanings(f.read())
-  fields = defaults.defaults()
+  fields = config_lib.defaults()
   assert set(meaning) == set(fields)
   missing = sorted(f for f in fields if len(meaning[f].split()) < 2)  # not '# Model.'
   assert not missing, f'configs/default.py: give these fields a comment: {missing}'

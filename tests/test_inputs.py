@@ -1,6 +1,7 @@
 """Reliability, fourth pass (issue 30): a user's data is never silently
 wrong, no input or environment gives a traceback, packed launches are as safe
 as plain ones, and the smaller items. One test (or more) per cause."""
+import dataclasses
 import os
 import pickle
 import sys
@@ -13,6 +14,7 @@ from PIL import Image
 from dash_jax import data
 from dash_jax.data import user
 from dash_jax.errors import UserError
+from dash_jax.launch import grid
 from tests import helpers
 
 
@@ -299,9 +301,9 @@ def _fake_worker(code_text, error=b''):
 def test_a_worker_that_finds_the_file_changed_stops_the_launch_with_its_line(
     tiny_config, tmp_path, monkeypatch):
   import dash_jax
-  from dash_jax.launch import runs
+  from dash_jax.launch import workers
   message = b'data.npz changed while this launch ran (sha256 ...)'
-  monkeypatch.setattr(runs, '_start_workers', lambda config, workdir, count: [
+  monkeypatch.setattr(workers, 'start', lambda config, workdir, sha, count: [
       _fake_worker('sys.exit(2)', message)])
   tiny_config.seeds = '0,1'
   with pytest.raises(UserError) as e:
@@ -315,10 +317,11 @@ def test_a_worker_compares_the_data_it_loads_with_the_launchs_sha256(tmp_path, m
   from dash_jax import signals
   from dash_jax.launch import runs
   path = helpers.write_npz(tmp_path / 'f.npz')
-  config = data.fingerprinted(helpers.user_config(path))
+  config = helpers.user_config(path)
+  sha = data.fingerprint(path)
   helpers.write_npz(tmp_path / 'f.npz', x_train=helpers.features(60, seed=5)[0])  # replaced mid-launch
   os.utime(path, ns=(1, 1))  # another mtime, whatever the clock's resolution
-  monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(pickle.dumps(config))))
+  monkeypatch.setattr(sys, 'stdin', io.TextIOWrapper(io.BytesIO(pickle.dumps((config, sha)))))
   monkeypatch.setattr(signals, 'install', lambda quiet=False: None)
   monkeypatch.setattr(os, 'kill', lambda pid, sig: None)  # its parent watch: never here
   read_fd, write_fd = os.pipe()
@@ -329,19 +332,21 @@ def test_a_worker_compares_the_data_it_loads_with_the_launchs_sha256(tmp_path, m
   os.close(read_fd)
   assert e.value.code == 2
   assert sent.startswith(f'{path} changed while this launch ran (sha256 '
-                         f'{config.dataset_sha256[:16]}... when it started, ')
-  ds = data.load(config)
+                         f'{sha[:16]}... when it started, ')
+  settings = grid.settings_of(config).data
+  ds = data.load(settings)
   with pytest.raises(UserError, match='changed while this launch ran'):  # the parent's check
-    data.check_unchanged(config, ds)
-  data.check_unchanged(data.fingerprinted(config), ds)  # the launch's own file: fine
+    data.check_unchanged(dataclasses.replace(settings, dataset_sha256=sha), ds)
+  data.check_unchanged(dataclasses.replace(settings, dataset_sha256=data.fingerprint(path)),
+                       ds)  # the launch's own file: fine
 
 
 @pytest.mark.slow
 def test_a_killed_worker_leaves_the_tables_to_the_parent(tiny_config, tmp_path, monkeypatch):
   import dash_jax
-  from dash_jax.launch import runs
+  from dash_jax.launch import workers
   tiny_config.num_chunks, tiny_config.max_epoch, tiny_config.width = 2, 1, 8
-  monkeypatch.setattr(runs, '_start_workers', lambda config, workdir, count: [
+  monkeypatch.setattr(workers, 'start', lambda config, workdir, sha, count: [
       _fake_worker('os.kill(os.getpid(), 9)')])
   lines = []
   out = dash_jax.run(tiny_config, str(tmp_path), lines.append)
@@ -353,12 +358,12 @@ def test_a_killed_worker_leaves_the_tables_to_the_parent(tiny_config, tmp_path, 
 
 
 def test_workers_get_their_config_without_a_file_in_the_workdir(tiny_config, tmp_path):
-  from dash_jax.launch import runs
-  workers = runs._start_workers(tiny_config, str(tmp_path), 1)
+  from dash_jax.launch import workers
+  started = workers.start(tiny_config, str(tmp_path), '', 1)
   try:
     assert os.listdir(tmp_path) == []  # was .workers-*.pkl, left behind by kill -9
   finally:
-    runs._stop_workers(workers, early=True)
+    workers.stop(started, early=True)
 
 
 # --------------------------------------------------------------- 6. a full disk: no background tracebacks
@@ -431,9 +436,9 @@ def test_jax_platforms_without_that_platform_is_one_line_exit_2(tmp_path, platfo
 
 
 def test_a_launch_removes_worker_files_earlier_versions_left(tiny_config, tmp_path):
-  from dash_jax.launch import runs
+  from dash_jax.launch import grid, workdir
   (tmp_path / '.workers-abc.pkl').write_bytes(b'old')
   (tmp_path / 'notes.pkl').write_bytes(b'mine')
-  runs.claim_workdir(tiny_config, str(tmp_path), list(runs.run_specs(tiny_config)),
-                     lambda *a: None)
+  workdir.claim_workdir(tiny_config, str(tmp_path), grid.plan(tiny_config, str(tmp_path)),
+                        lambda *a: None)
   assert not (tmp_path / '.workers-abc.pkl').exists() and (tmp_path / 'notes.pkl').exists()

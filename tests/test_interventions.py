@@ -58,7 +58,8 @@ def test_registry_hooks():
 def test_training_types_build_their_own_hyper_parameters():
   assert TRAINING_TYPES['dash'].hparams(CONFIG) == training_types.Dash(0.3, 0.3, 'kernel')
   assert TRAINING_TYPES['sp'].hparams(CONFIG) == training_types.ShrinkPerturb(0.3, 0.01)
-  assert TRAINING_TYPES['l2_init'].regularizer_for(CONFIG) == L2Init(0.5, 'sq_dist')
+  l2 = TRAINING_TYPES['l2_init']
+  assert l2.regularizer_for(l2.hparams(CONFIG)) == L2Init(0.5, 'sq_dist')
   assert TRAINING_TYPES['redo'].hparams(CONFIG) == training_types.Redo(0.1)
   assert TRAINING_TYPES['cbp'].hparams(CONFIG) == training_types.Cbp(1e-4, 100)
   assert not TRAINING_TYPES['redo'].active(training_types.Redo(0.0))

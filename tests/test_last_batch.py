@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dash_jax import batches, train
+from dash_jax.launch import grid
 from tests import helpers
 
 
@@ -81,7 +82,7 @@ def test_the_launch_lists_mnist1d_in_6_chunks_ending_in_a_batch_of_2(m1d):
   config = config.copy_and_resolve_references()
   config.num_chunks = 6
   lines = []
-  runs.check_batches(config, ds, list(runs.run_specs(config)), lines.append)
+  runs.check_batches(ds, grid.plan(config, 'w'), lines.append)
   assert len(lines) == 2, lines  # one line each: the left-out rows, the small batches
   assert lines[0].endswith('train on 3,996 of the 4,000 training examples: 4 left out')
   assert lines[1].startswith('small last batches (under 32 examples, batch_size=128;')
@@ -92,7 +93,7 @@ def test_the_launch_lists_mnist1d_in_6_chunks_ending_in_a_batch_of_2(m1d):
                            '--config.batch_size=125 avoids it')
   config.num_chunks = 10  # the default: 4,000 in chunks of 400, nothing left out
   lines = []
-  runs.check_batches(config, ds, list(runs.run_specs(config)), lines.append)
+  runs.check_batches(ds, grid.plan(config, 'w'), lines.append)
   assert len(lines) == 1 and lines[0].endswith(
       'experiment 1: n=400, last batch 16 examples; experiment 9: n=3,600, last batch 16 '
       'examples; --config.last_batch=balanced (or drop_small) or --config.batch_size=120 '
@@ -100,7 +101,7 @@ def test_the_launch_lists_mnist1d_in_6_chunks_ending_in_a_batch_of_2(m1d):
   config.num_chunks = 6
   config_lib.set_sweep(config, 'last_batch', ('drop_small', 'balanced'))  # a sweep: prefixed
   lines = []
-  runs.check_batches(config, ds, list(runs.run_specs(config)), lines.append)
+  runs.check_batches(ds, grid.plan(config, 'w'), lines.append)
   assert lines[1].startswith('[last_batch=drop_small] last_batch=drop_small leaves out each '
                              'epoch\'s last batch at experiment 1: n=666, last batch 26')
   assert len(lines) == 2  # balanced: nothing small

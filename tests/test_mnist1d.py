@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from dash_jax import data, setup
+from dash_jax import data
 from tests import helpers
 
 
@@ -97,14 +97,14 @@ def test_auto_normalisation_feeds_signals_as_generated(m1d_dir):
   """MNIST-1D is generated standardised: 'auto' means none; 'standard' is
   per-feature; 'unit' (pixels to [0, 1]) is refused for features."""
   ds = data.load(_config(m1d_dir))
-  mean, std = setup.normalisation(_config(m1d_dir), ds)
+  mean, std = helpers.normalisation(_config(m1d_dir), ds)
   assert mean.shape == (40,) and not mean.any() and (std == 1).all()
-  mean, std = setup.normalisation(_config(m1d_dir, normalize='standard'), ds)
+  mean, std = helpers.normalisation(_config(m1d_dir, normalize='standard'), ds)
   np.testing.assert_allclose(mean, ds.train_x.mean(0), atol=1e-5)
   np.testing.assert_allclose(std, ds.train_x.std(0), rtol=1e-4)
   from dash_jax.errors import UserError
   with pytest.raises(UserError, match="normalize='unit'"):
-    setup.normalisation(_config(m1d_dir, normalize='unit'), ds)
+    helpers.normalisation(_config(m1d_dir, normalize='unit'), ds)
 
 
 @pytest.mark.slow

@@ -96,11 +96,11 @@ def test_every_model_has_its_head_and_conv_kernels_are_hwio():
 def test_sota_swaps_resnet18_for_its_variant():
   config = get_config()
   config.model = 'resnet18'
-  assert models.resolve_name(config) == 'resnet18'
+  assert models.resolve_name(config.model, config.sota) == 'resnet18'
   config.sota = True
-  assert models.resolve_name(config) == 'resnet18_sota'
+  assert models.resolve_name(config.model, config.sota) == 'resnet18_sota'
   config.model = 'vgg16'
-  assert models.resolve_name(config) == 'vgg16'
+  assert models.resolve_name(config.model, config.sota) == 'vgg16'
 
 
 # ------------------------------------------------------- kernel injection
@@ -173,9 +173,9 @@ def test_epoch_mode_rule_lives_in_the_spec():
   config = get_config()
   for name, mode in (('mlp', 'scan'), ('vgg16', 'loop')):  # on this CPU
     config.model, config.epoch_mode = name, 'auto'
-    assert setup.epoch_mode(config) == mode
+    assert setup.epoch_mode(config.epoch_mode, config.model) == mode
     config.epoch_mode = 'scan'
-    assert setup.epoch_mode(config) == 'scan'
+    assert setup.epoch_mode(config.epoch_mode, config.model) == 'scan'
 
 
 def test_adaptive_avg_pool_matches_torch_bins():

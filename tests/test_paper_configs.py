@@ -15,6 +15,7 @@ import pytest
 
 from configs import paper
 from dash_jax.launch import config as config_lib
+from dash_jax.launch import grid
 from dash_jax import models
 from dash_jax.launch import runs
 from tests import helpers
@@ -55,12 +56,12 @@ def test_config_declares_its_setting(name):
   assert config.train_type == paper.TRAIN_TYPES and config.seeds == '2021'
   if is_sota:
     assert (config.learning_rate, config.weight_decay, config.max_epoch) == (0.1, 5e-4, 260)
-    assert models.resolve_name(config) == 'resnet18_sota'
-    spec = runs.RunSpec('warm', 'sgd', 2021)  # what results.json records
-    assert runs.run_config(config, spec).model == 'resnet18_sota'
+    assert models.resolve_name(config.model, config.sota) == 'resnet18_sota'
+    point = grid.Point('warm', 'sgd', 2021)  # what results.json records
+    assert grid.run_fields(config, point)['model'] == 'resnet18_sota'
   else:
     assert (config.learning_rate, config.weight_decay, config.max_epoch) == (1e-3, 0.0, 10000)
-    assert models.resolve_name(config) == model
+    assert models.resolve_name(config.model, config.sota) == model
   if model == 'mlp':  # the paper's three-layer MLP: reset redraws its fc3
     assert (config.width, config.depth) == (1000, 3)
     module = models.get('mlp').build(config, 10)

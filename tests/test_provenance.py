@@ -24,7 +24,7 @@ def _iso(text):
 
 @pytest.fixture(scope='module')
 def block():
-  return provenance.collect({'precision': 'bfloat16'},
+  return provenance.collect('bfloat16',
                             argv=['launch.py', '--config', 'configs/a b.py'])
 
 

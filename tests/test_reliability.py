@@ -11,6 +11,7 @@ import pytest
 import dash_jax
 from dash_jax import checkpoint
 from dash_jax.launch import locks, report, runs
+from dash_jax.launch import grid
 from dash_jax.errors import UserError
 from tests import helpers
 
@@ -175,10 +176,10 @@ def test_sigterm_saves_then_the_relaunch_resumes(tfds_dir, tmp_path):
 
 
 def _finished_looking_run(config, workdir, results_text):
-  spec = next(runs.run_specs(config))
+  spec = grid.points(config)[0]
   folder = workdir / spec.name
   folder.mkdir(parents=True)
-  (folder / 'config.json').write_text(json.dumps(runs.run_config(config, spec).to_dict()))
+  (folder / 'config.json').write_text(json.dumps(grid.run_fields(config, spec)))
   (folder / 'results.json').write_text(results_text)
   return folder
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from configs.digits import get_config
 from dash_jax import augment, models, optim, sota, train
+from dash_jax.launch import grid
 
 
 def test_schedule_warms_up_then_decays_each_experiment():
@@ -22,12 +23,13 @@ def test_schedule_warms_up_then_decays_each_experiment():
                           (200, 1.6e-4), (259, 1.6e-4)]:
     assert np.isclose(at(epoch, 0), expected, rtol=1e-5)
   config = get_config()
-  assert sota.lr_schedule(config) is None and sota.augmentation(config, 'cifar10') is None
+  optim = grid.settings_of(config).optim
+  assert sota.lr_schedule(optim) is None and sota.augmentation(optim, 'cifar10') is None
   config.sota, config.learning_rate, config.sota_milestones = True, 0.5, '2,4'
-  assert sota.lr_schedule(config) == sota.WarmupMultiStep(0.5, (2, 4), 0.2)
-  assert sota.augmentation(config, 'cifar100').ops == ('crop', 'flip', 'rotate')
-  assert sota.augmentation(config, 'tiny_imagenet').ops == ('flip', 'resized_crop')
-  assert sota.augmentation(config, 'svhn') is None  # not augmented originally
+  assert sota.lr_schedule(grid.settings_of(config).optim) == sota.WarmupMultiStep(0.5, (2, 4), 0.2)
+  assert sota.augmentation(grid.settings_of(config).optim, 'cifar100').ops == ('crop', 'flip', 'rotate')
+  assert sota.augmentation(grid.settings_of(config).optim, 'tiny_imagenet').ops == ('flip', 'resized_crop')
+  assert sota.augmentation(grid.settings_of(config).optim, 'svhn') is None  # not augmented originally
 
 
 def _images(n, size, seed=0):

@@ -15,6 +15,7 @@ import pytest
 from configs.digits import get_config
 from dash_jax import observers, results
 from dash_jax.launch import cli, report, runs, tables
+from dash_jax.launch import grid
 from dash_jax.launch import config as config_lib
 from dash_jax.errors import UserError
 from tests import helpers
@@ -31,7 +32,7 @@ def test_grid_crosses_types_optimizers_swept_values_and_seeds():
   config_lib.set_sweep(config, 'dash_alpha', [0.3, 1.0])
   config_lib.set_sweep(config, 'dash_lambda', [0.1, 0.5, 0.7])
   config_lib.validate(config)
-  specs = list(runs.run_specs(config))
+  specs = grid.points(config)
   assert len(specs) == 2 * 2 * 3 * 2 * 2
   assert len({s.name for s in specs}) == len(specs)
   # Names list dash_lambda before dash_alpha (SHORT_NAMES order), seeds vary fastest.
@@ -39,19 +40,23 @@ def test_grid_crosses_types_optimizers_swept_values_and_seeds():
                                         'dash-sgd-lam0.1-alpha0.3-seed1',
                                         'dash-sgd-lam0.1-alpha1.0-seed0']
   assert specs[-1].name == 'sp-sam-lam0.7-alpha1.0-seed1'
-  one = runs.run_config(config, specs[-1])
-  assert (one.dash_lambda, one.dash_alpha, one.train_type, one.optimizer, one.seeds) == (
-      0.7, 1.0, 'sp', 'sam', '1')
-  assert isinstance(one.dash_lambda, float) and list(one.swept) == ['dash_lambda', 'dash_alpha']
+  one = grid.run_fields(config, specs[-1])
+  assert (one['dash_lambda'], one['dash_alpha'], one['train_type'], one['optimizer'],
+          one['seeds']) == (0.7, 1.0, 'sp', 'sam', '1')
+  assert isinstance(one['dash_lambda'], float)
+  assert list(one['swept']) == ['dash_lambda', 'dash_alpha']
+  settings = grid.run_settings(one)
+  assert settings.swept == (('dash_lambda', 0.7), ('dash_alpha', 1.0))
+  assert (settings.train_type, settings.optim.optimizer, settings.seed) == ('sp', 'sam', 1)
   # The launch's config keeps its lists.
   assert config.dash_lambda == (0.1, 0.5, 0.7)
 
 
 def test_unswept_launch_keeps_its_names_and_configs():
   config = get_config()
-  specs = list(runs.run_specs(config))
+  specs = grid.points(config)
   assert [s.name for s in specs][:2] == ['cold-sgd-seed0', 'cold-sgd-seed1']
-  one = runs.run_config(config, specs[0]).to_dict()
+  one = grid.run_fields(config, specs[0])
   assert 'swept' not in one and one['dash_lambda'] == 0.3
 
 
@@ -68,7 +73,7 @@ def test_folder_names(field, values, expected):
   config = get_config()
   config.train_type, config.seeds = 'dash', '3'
   config_lib.set_sweep(config, field, values)
-  assert [s.name for s in runs.run_specs(config)] == [f'dash-sgd-{e}-seed3' for e in expected]
+  assert [s.name for s in grid.points(config)] == [f'dash-sgd-{e}-seed3' for e in expected]
 
 
 def test_values_that_would_share_a_folder_are_refused():
@@ -76,14 +81,14 @@ def test_values_that_would_share_a_folder_are_refused():
   config.train_type, config.seeds = 'dash', '0'
   config_lib.set_sweep(config, 'model', ['a/b', 'a_b'])
   with pytest.raises(UserError, match='would share the folder dash-sgd-model_a_b-seed0'):
-    list(runs.run_specs(config))
+    grid.points(config)
 
 
 def test_vmapped_groups_are_per_swept_values():
   config = get_config()
   config.train_type, config.seeds, config.vmap_seeds = 'dash', '0,1,2', True
   config_lib.set_sweep(config, 'dash_lambda', [0.1, 0.5])
-  groups = runs._groups(config, list(runs.run_specs(config)))
+  groups = grid.groups(grid.plan(config, 'w'), config.vmap_seeds)
   assert [[s.name for s in g] for g in groups] == [
       [f'dash-sgd-lam0.1-seed{s}' for s in range(3)],
       [f'dash-sgd-lam0.5-seed{s}' for s in range(3)]]
@@ -312,7 +317,7 @@ def _write(root, tt, seed, accs, steps, **swept):
   exps = [{'experiment': j, 'num_train': 10 * j, 'test_acc': a, 'test_loss': 1.0,
            'train_acc': 1.0, 'train_loss': 0.1, 'steps': s, 'epochs': s, 'wall_s': 0.1}
           for j, (a, s) in enumerate(zip(accs, steps), 1)]
-  spec = runs.RunSpec(tt, 'sgd', seed, tuple(swept.items()))
+  spec = grid.Point(tt, 'sgd', seed, tuple(swept.items()))
   res = {'config': config, 'experiments': exps, 'summary': results.summarise(exps)}
   results.write_json(os.path.join(root, spec.name, 'results.json'), res)
   return res
@@ -419,7 +424,7 @@ def test_wandb_missing_package_is_one_line(monkeypatch):
     config_lib.validate(config)
   assert str(e.value).startswith('config.wandb=True needs the wandb package: pip install wandb')
   with pytest.raises(UserError, match='pip install wandb'):
-    observers.WandbLogger(config, 'dash-sgd-seed0', '/nonexistent')
+    observers.WandbLogger(grid.plan(config, '/nonexistent')[0])
 
 
 def test_wandb_missing_package_on_the_command_line(tmp_path, launch_in_process, monkeypatch):

@@ -55,9 +55,9 @@ def test_npz_float_features_kept_as_float32_with_per_feature_stats(tmp_path):
     np.testing.assert_array_equal(ds.train_x, x.astype(np.float32))  # no quantisation
     np.testing.assert_allclose(ds.mean, x.mean(0), rtol=1e-6)
     np.testing.assert_allclose(ds.std, x.std(0), rtol=1e-6)
-    mean, std = setup.normalisation(helpers.user_config(name), ds)  # auto = standard
+    mean, std = helpers.normalisation(helpers.user_config(name), ds)  # auto = standard
     np.testing.assert_array_equal(mean, ds.mean)
-    mean, std = setup.normalisation(helpers.user_config(name, normalize='none'), ds)
+    mean, std = helpers.normalisation(helpers.user_config(name, normalize='none'), ds)
     assert not mean.any() and (std == 1).all()
   with open(path, 'rb') as f:
     import hashlib
@@ -65,10 +65,10 @@ def test_npz_float_features_kept_as_float32_with_per_feature_stats(tmp_path):
   assert ds.source == {'kind': 'npz', 'path': path, 'size': os.path.getsize(path),
                        'sha256': digest, 'arrays': ds.source['arrays']}
   assert ds.source['arrays']['x_train'] == [[60, 6], 'float64']
-  assert data.fingerprinted(helpers.user_config(path)).dataset_sha256 == digest
-  assert 'dataset_sha256' not in data.fingerprinted(helpers.user_config('digits'))
+  assert data.fingerprint(path) == digest
+  assert data.fingerprint('digits') == ''
   with pytest.raises(UserError, match="normalize='unit'"):
-    setup.normalisation(helpers.user_config(path, normalize='unit'), ds)
+    helpers.normalisation(helpers.user_config(path, normalize='unit'), ds)
 
 
 def test_npz_images_get_a_channel_axis_and_num_classes(tmp_path):
@@ -85,7 +85,7 @@ def test_npz_images_get_a_channel_axis_and_num_classes(tmp_path):
   path = helpers.write_npz(tmp_path / 'rgb.npz', x_train=rgb, y_train=y, x_test=rgb[:4], y_test=y[:4])
   ds = data.load(helpers.user_config(path))
   assert ds.train_x.shape == (40, 4, 4, 3) and ds.mean.shape == (3,) and ds.num_classes == 4
-  mean, std = setup.normalisation(helpers.user_config(path), ds)  # auto: standard, also for the MLP
+  mean, std = helpers.normalisation(helpers.user_config(path), ds)  # auto: standard, also for the MLP
   np.testing.assert_array_equal(mean, ds.mean)
 
 
