@@ -1,8 +1,9 @@
 """What several test files share: the repo root, a tiny config (for fixtures
 and launches alike), results without timing, processes started the same way,
 and small builders of data and states. One copy each, so a test file never
-imports another. Imports of dash_jax and jax stay inside the functions:
-conftest.py imports this module before it has set JAX's environment up."""
+imports another. Imports of dash_jax and jax stay inside the functions, so
+importing this module (conftest.py does, right after setting JAX's
+environment) loads nothing heavy."""
 import json
 import os
 import subprocess

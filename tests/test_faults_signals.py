@@ -11,7 +11,6 @@ import pytest
 from dash_jax.errors import UserError
 from tests import helpers
 
-
 SAVED = 'stopped (SIGTERM) after saving a checkpoint; re-run the same command to resume\n'
 
 

@@ -18,10 +18,6 @@ from tests import helpers
 INTERRUPTED = 'stopped (Ctrl-C); re-run the same command to resume\n'  # asked for: no error
 
 
-def _launch(workdir, tfds_dir, *overrides, **kw):
-  return helpers.launch_tiny(workdir, tfds_dir, *overrides, **kw)
-
-
 def _trained(out):
   """Run names a launch trained (its 'run i/N: NAME' lines)."""
   return [l.split(': ', 1)[1] for l in out.splitlines() if l.startswith('run ')]
@@ -32,7 +28,7 @@ def _trained(out):
 
 @pytest.mark.slow
 def test_same_launch_twice_at_once_shares_the_runs(tfds_dir, tmp_path):
-  procs = [_launch(tmp_path, tfds_dir, '--config.seeds=0,1') for _ in range(2)]
+  procs = [helpers.launch_tiny(tmp_path, tfds_dir, '--config.seeds=0,1') for _ in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, out + err
@@ -45,7 +41,8 @@ def test_same_launch_twice_at_once_shares_the_runs(tfds_dir, tmp_path):
 
 @pytest.mark.slow
 def test_second_launch_with_another_config_is_refused(tfds_dir, tmp_path):
-  procs = [_launch(tmp_path, tfds_dir), _launch(tmp_path, tfds_dir, '--config.label_noise=0.0')]
+  procs = [helpers.launch_tiny(tmp_path, tfds_dir),
+           helpers.launch_tiny(tmp_path, tfds_dir, '--config.label_noise=0.0')]
   outs = [p.communicate(timeout=600) for p in procs]
   codes = sorted(p.returncode for p in procs)
   assert codes == [0, 2], outs
@@ -145,7 +142,7 @@ def test_empty_workdir_from_the_command_line(tmp_path, launch_in_process, monkey
 
 @pytest.mark.slow
 def test_ctrl_c_during_the_first_compile_is_one_line(tfds_dir, tmp_path):
-  proc = _launch(tmp_path, tfds_dir)
+  proc = helpers.launch_tiny(tmp_path, tfds_dir)
   helpers.wait_for(proc, 'run 1/1')  # the first compile comes right after this line
   proc.send_signal(signal.SIGINT)
   out, err = proc.communicate(timeout=60)
@@ -157,14 +154,14 @@ def test_ctrl_c_during_the_first_compile_is_one_line(tfds_dir, tmp_path):
 def test_sigterm_saves_then_the_relaunch_resumes(tfds_dir, tmp_path):
   args = ('--config.num_chunks=1', '--config.max_epoch=400', '--config.converge_acc=1.0',
           '--config.checkpoint_every_epochs=0')  # no checkpoints inside the experiment
-  proc = _launch(tmp_path, tfds_dir, *args)
+  proc = helpers.launch_tiny(tmp_path, tfds_dir, *args)
   helpers.wait_for(proc, 'run 1/1')  # its one experiment: 400 epochs
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 143, err
   assert err == ('stopped (SIGTERM) after saving a checkpoint; re-run the same command '
                  'to resume\n')  # a requested stop: no 'error'
-  again = _launch(tmp_path, tfds_dir, *args)
+  again = helpers.launch_tiny(tmp_path, tfds_dir, *args)
   line = helpers.wait_for(again, 'resuming at experiment')[-1]
   assert 'resuming at experiment 1, epoch ' in line  # mid-experiment: the epochs were kept
   again.send_signal(signal.SIGINT)  # and Ctrl-C mid-run: one line too
