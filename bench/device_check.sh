@@ -2,7 +2,7 @@
 # The GPU device check, one command from the repo root:
 #   bash bench/device_check.sh [--smoke] [--out DIR] [--budget-s S] [--tests F,F|none]
 # Installs carried wheels (wheels/*.whl) when ml_collections is missing, sets
-# the XLA/JAX environment, runs bench/device_check.py; the table goes to
+# the XLA/JAX environment, runs bench/device_check/ (python -m); the table goes to
 # $OUT/device_check.md (or --out DIR, else bench/device_check.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -20,26 +20,13 @@ import platform
 import statistics
 import time
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench.constants import PAPER_EXPERIMENTS, PAPER_MEAN_STEPS, peak_tflops
 from configs.digits import get_config
 from dash_jax import models, optim, setup, train
-
-# Dense (no sparsity) TF32 tensor-core peak, TFLOP/s, by jax device_kind.
-PEAK_TFLOPS = {
-    'NVIDIA H100 80GB HBM3': 494.7, 'NVIDIA H100 PCIe': 378.0,
-    'NVIDIA H100 NVL': 417.5, 'NVIDIA H200': 494.7, 'NVIDIA A100-SXM4-80GB': 156.0,
-    'NVIDIA A100-SXM4-40GB': 156.0, 'NVIDIA A100-PCIE-40GB': 156.0,
-    'NVIDIA A100 80GB PCIe': 156.0, 'NVIDIA L4': 60.0, 'NVIDIA A10G': 35.0,
-}
-
-# The paper's CIFAR-10 SGD mean steps per experiment (50 experiments), from
-# its Table: cold 2916, warm 665, S&P 2766, DASH 3454.
-PAPER_MEAN_STEPS = {'cold': 2916, 'warm': 665, 'sp': 2766, 'dash': 3454}
-EXPERIMENTS = 50
 
 
 def measure(step_cfg, steps, repeats, batch_size=128, precision='float32'):
@@ -107,7 +94,7 @@ def main(argv=None):
 
   device = jax.devices()[0]
   kind = getattr(device, 'device_kind', device.platform)
-  peak = PEAK_TFLOPS.get(kind)
+  peak = peak_tflops(kind, 'float32')  # the table's column: share of TF32 peak
   rows = []
   sgd_s = None
   for name, cfg in (('SGD', train.StepConfig()), ('SAM', train.StepConfig(sam_rho=0.1))):
@@ -130,7 +117,7 @@ def main(argv=None):
                  f'{"n/a" if flops is None else f"{flops / 1e9:.1f}"} | '
                  f'{"n/a" if tf is None else f"{tf:.3f}"} | '
                  f'{"n/a" if share is None else f"{share:.1f}%"} |')
-  total_steps = EXPERIMENTS * sum(PAPER_MEAN_STEPS.values())
+  total_steps = PAPER_EXPERIMENTS * sum(PAPER_MEAN_STEPS.values())
   lines += ['', 'Projected CIFAR-10 protocol (50 experiments, the paper\'s mean steps: '
             + ', '.join(f'{k} {v}' for k, v in PAPER_MEAN_STEPS.items())
             + f'; {total_steps:,} SGD steps for the four types, one seed): '

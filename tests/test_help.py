@@ -3,7 +3,6 @@ field with its default and one-line meaning, grouped science / execution,
 read from configs/default.py's own comments."""
 
 from dash_jax.launch import config as config_lib
-from dash_jax.launch import config as config_lib
 from dash_jax.launch import fieldhelp
 from tests import helpers
 
