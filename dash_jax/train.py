@@ -75,7 +75,7 @@ class Epoch:
   order: Any
   n: Any
   num_batches: Any = 1
-  epoch: Any = 0
+  number: Any = 0
   key: Any = None
 
 
@@ -218,7 +218,7 @@ def _epoch_step(state, epoch: Epoch, b, layout: Layout):
   x, y, mask = _train_batch(epoch.data, epoch.order, span, layout.batch_size, step_cfg.augment,
                             aug_key)
   if step_cfg.lr_schedule is not None:
-    lr = step_cfg.lr_schedule(epoch.epoch, b, epoch.num_batches)
+    lr = step_cfg.lr_schedule(epoch.number, b, epoch.num_batches)
     state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, lr))
   return train_step(state, x, y, mask, step_cfg, step_key)
 
@@ -227,7 +227,7 @@ def _epoch_step(state, epoch: Epoch, b, layout: Layout):
 def loop_step(state, sums, epoch: Epoch, b, *, layout: Layout):
   """Step b of an epoch; metrics summed on device (no host sync).
 
-  epoch.epoch / epoch.num_batches feed step_cfg.lr_schedule; epoch.key feeds
+  epoch.number / epoch.num_batches feed step_cfg.lr_schedule; epoch.key feeds
   augmentation and dropout (required when step_cfg.augment is set or the
   model has dropout). layout.block is unused (one step a call).
   """
@@ -376,7 +376,7 @@ def group_loop_step(states, sums, active, group_epoch: Epoch, b, *, layout: Layo
   """Step b of an epoch for every active seed of a group (loop_step's body);
   `group_epoch` holds each seed's order and key (and labels) on a leading axis."""
   def one(state, sums, active, data, order, step_key):
-    epoch = Epoch(data, order, group_epoch.n, group_epoch.num_batches, group_epoch.epoch,
+    epoch = Epoch(data, order, group_epoch.n, group_epoch.num_batches, group_epoch.number,
                   step_key)
     new_state, metrics = _epoch_step(state, epoch, b, layout)
     return _keep(active, new_state, state), sums + metrics

@@ -107,7 +107,7 @@ def test_recipe_inside_the_step_same_in_loop_and_scan_modes():
   key = jax.random.fold_in(epoch_key, 1)
   copy = lambda s: jax.tree.map(jnp.copy, s)
 
-  epoch = train.Epoch(data, order, 20, num_batches=3, epoch=0, key=key)
+  epoch = train.Epoch(data, order, 20, num_batches=3, number=0, key=key)
   layout = train.Layout(step_cfg, batch_size=8)
   first, _ = train.loop_step(copy(state), jnp.zeros(2), epoch, 0, layout=layout)
   assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)),
