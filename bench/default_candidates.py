@@ -70,7 +70,7 @@ def candidate_config(name: str, seeds: str, vmap: bool = True):
 def run_candidate(name: str, seeds: str, workdir: str, vmap: bool = True) -> tuple[dict, float]:
   """{train_type: {seed: summary}} and the launch's wall time (s)."""
   import dash_jax
-  from dash_jax import results as results_lib
+  from dash_jax.launch import saved
   folder = os.path.join(workdir, name)
   wall_path = os.path.join(folder, WALL)
   config = candidate_config(name, seeds, vmap)
@@ -88,7 +88,7 @@ def run_candidate(name: str, seeds: str, workdir: str, vmap: bool = True) -> tup
     cfg = res['config']
     summary = dict(res['summary'], unconverged=sum(
         not e.get('converged', True) for e in res['experiments']))
-    by_type.setdefault(cfg['train_type'], {})[results_lib.seed_of(cfg)] = summary
+    by_type.setdefault(cfg['train_type'], {})[saved.seed_of(cfg)] = summary
   return by_type, wall
 
 

@@ -2,7 +2,7 @@
 from the run's config (dash_jax/launch/grid.py), and the core reads.
 
 Each part holds the values one stage needs, under the config's field names,
-so a core function takes the part it reads and never a ConfigDict. Nothing
+so a core function takes the part it reads and never the launch's config. Nothing
 is derived during a run: the resolved model, a file dataset's hash and the
 swept fields are settings too.
 """

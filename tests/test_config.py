@@ -6,8 +6,8 @@ import pytest
 
 from configs.digits import get_config
 from dash_jax.launch import config as config_lib
+from dash_jax.launch import saved
 from dash_jax.launch import grid
-from dash_jax import results
 from dash_jax.errors import UserError
 from tests import helpers
 
@@ -86,7 +86,7 @@ def test_cli_errors_are_one_line(args, message, tmp_path, launch_in_process, mon
 def test_runs_saved_before_a_field_existed_still_resume():
   """A run config saved before `precision` existed means float32, the only
   precision there was; any other value is a different config."""
-  old = config_lib.upgrade({'learning_rate': 0.01})  # as results.read_run_config reads it
+  old = config_lib.upgrade({'learning_rate': 0.01})  # as saved.read_run_config reads it
   defaults = config_lib.defaults()
   current = {'learning_rate': 0.01, **{f: defaults[f] for f in config_lib.ADDED_FIELDS}}
   assert current['precision'] == 'float32'
@@ -99,7 +99,7 @@ def test_an_older_run_config_is_upgraded_where_it_is_read(tmp_path):
   path = tmp_path / 'config.json'
   path.write_text(json.dumps({'learning_rate': 0.01}))
   defaults = get_config()
-  assert results.read_run_config(str(path)) == {
+  assert saved.read_run_config(str(path)) == {
       'learning_rate': 0.01, **{f: defaults[f] for f in config_lib.ADDED_FIELDS}}
   assert set(config_lib.ADDED_FIELDS) <= set(config_lib.defaults())
 

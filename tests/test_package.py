@@ -67,6 +67,30 @@ def test_the_package_imports_one_way():
   assert find_cycle(graph) is None, ' -> '.join(find_cycle(graph))
 
 
+def _core_imports_of_launch(graph) -> list[str]:
+  """'core -> launch' for each core module that imports the launch layer
+  (dash_jax/__init__.py's run() is the one door from the core's package
+  to a launch, imported lazily)."""
+  return [f'{m} -> {d}' for m, deps in sorted(graph.items())
+          if not m.startswith('dash_jax.launch') and m != 'dash_jax'
+          for d in sorted(deps) if d.startswith('dash_jax.launch')]
+
+
+def test_the_core_never_imports_the_launch_layer_nor_ml_collections():
+  graph = import_graph()
+  assert _core_imports_of_launch(graph) == []
+  core = [p for p in PACKAGE.rglob('*.py') if 'launch' not in p.relative_to(PACKAGE).parts]
+  assert len(core) > 20
+  users = [str(p.relative_to(ROOT)) for p in core
+           if 'ml_collections' in p.read_text() or 'ConfigDict' in p.read_text()]
+  assert users == []
+
+
+def test_the_layer_check_finds_a_core_module_importing_the_launch():
+  graph = {'dash_jax.train': {'dash_jax.launch.config'}, 'dash_jax.launch.runs': {'dash_jax.train'}}
+  assert _core_imports_of_launch(graph) == ['dash_jax.train -> dash_jax.launch.config']
+
+
 def test_the_cycle_finder_finds_a_cycle():
   assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
   assert find_cycle({'a': {'b'}, 'b': set()}) is None

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from dash_jax import results
 from dash_jax.launch import report, tables
+from dash_jax.launch import saved
 from dash_jax.errors import UserError
 
 # (dataset, optimizer, train_type) -> per seed: (test accuracies, steps)
@@ -169,7 +169,7 @@ def test_a_damaged_results_json_is_one_line_naming_it(results_dir, tmp_path):
     with pytest.raises(UserError) as from_report:
       report.write([str(results_dir)], str(tmp_path / 'out'))
     with pytest.raises(UserError) as from_launch:
-      results.read_run(str(bad))
+      saved.read_run(str(bad))
     message = str(from_report.value)
     assert message == str(from_launch.value)
     assert message.startswith(f'{bad} is damaged') and '\n' not in message

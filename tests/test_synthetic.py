@@ -8,6 +8,7 @@ import pytest
 
 from configs.synthetic import get_config
 from dash_jax import synthetic
+from dash_jax.launch import synthetic as synthetic_launch
 from dash_jax.errors import UserError
 from dash_jax.synthetic import SyntheticParams, as_features, run_method, train
 
@@ -205,7 +206,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(small_run):
 
 
 def test_default_config_parses_to_the_paper_setting():
-  assert synthetic.params_from_config(get_config()) == SyntheticParams()
+  assert synthetic_launch.params_from_config(get_config()) == SyntheticParams()
 
 
 @pytest.mark.parametrize('field,value', [
@@ -216,7 +217,7 @@ def test_default_config_parses_to_the_paper_setting():
 def test_bad_config_fields_raise_one_line_user_error(field, value, tmp_path):
   config = ml_collections.ConfigDict({**get_config().to_dict(), field: value})  # bypass type locks
   with pytest.raises(UserError, match=f'config.{field}') as error:
-    synthetic.run_synthetic(config, str(tmp_path))
+    synthetic_launch.run(config, str(tmp_path))
   assert '\n' not in str(error.value)
   assert not (tmp_path / 'synthetic').exists()
 
@@ -225,7 +226,7 @@ def test_bad_config_fields_raise_one_line_user_error(field, value, tmp_path):
 def test_default_run_reproduces_the_paper_ordering(tmp_path):
   """Full default: warm learns fewer features and generalises worse; ideal matches
   random's accuracy at a fraction of its training time."""
-  results = synthetic.run_synthetic(get_config(), str(tmp_path))
+  results = synthetic_launch.run(get_config(), str(tmp_path))
   with open(tmp_path / 'synthetic' / 'results.json') as f:
     saved = json.load(f)
   assert (tmp_path / 'synthetic' / 'synthetic.png').stat().st_size > 0

@@ -27,6 +27,7 @@ import sys
 import numpy as np
 
 from dash_jax.launch import config as config_lib
+from dash_jax.launch import saved
 from dash_jax import training_types
 from dash_jax.launch import paired
 from dash_jax import results as results_lib
@@ -67,7 +68,7 @@ METRICS = (
 def gather(dirs) -> tuple[list[tables.RunResult], list[str]]:
   """Complete incremental runs below `dirs`, and why any other run was
   skipped (another experiment, unfinished); a damaged results.json is a
-  one-line UserError naming it (results.read_run, as a launch reads it)."""
+  one-line UserError naming it (saved.read_run, as a launch reads it)."""
   runs, skipped = [], []
   for d in dirs:
     if not os.path.isdir(d):
@@ -105,7 +106,7 @@ def unfinished(dirs) -> dict:
           config = json.load(f)
         if config.get('experiment', 'incremental') != 'incremental':
           continue
-        seed = results_lib.seed_of(config)
+        seed = saved.seed_of(config)
         key = tables.RunResult(None, config, []).key
       except (OSError, ValueError, KeyError, TypeError, AttributeError):
         continue  # not a run's config: nothing to say about it
@@ -114,7 +115,7 @@ def unfinished(dirs) -> dict:
 
 
 def _read_run(path):
-  res = results_lib.read_run(path)
+  res = saved.read_run(path)
   config, exps = res['config'], res['experiments']
   if config['experiment'] != 'incremental':
     return None, f"a {config['experiment']} experiment"
@@ -180,7 +181,7 @@ def mismatches(groups) -> list[str]:
                     len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1)
     if fields:
       notes.append(f'{where}: seeds differ in {", ".join(fields)}')
-    seeds = [results_lib.seed_of(r.config) for r in runs]
+    seeds = [saved.seed_of(r.config) for r in runs]
     if len(set(seeds)) != len(seeds):
       notes.append(f'{where}: a seed appears more than once {seeds}')
   return notes

@@ -21,6 +21,7 @@ from dash_jax import compiles, parallel, protocol, results, setup, signals
 from dash_jax import data as data_lib
 from dash_jax.errors import UserError
 from dash_jax.launch import config as config_lib
+from dash_jax.launch import saved
 from dash_jax.launch import grid, hosts as hosts_lib, locks, report, tables, workdir as workdir_lib
 from dash_jax.launch import workers as workers_lib
 
@@ -48,7 +49,7 @@ def run_incremental(config, workdir: str, log=print) -> dict:
   if not hosts.is_main:  # the main process writes the launch's tables
     return all_results
   all_results = {r.name: all_results.get(r.name) or  # other processes' runs from disk
-                 results.read_run(os.path.join(r.folder, results.RESULTS)) for r in runs}
+                 saved.read_run(os.path.join(r.folder, results.RESULTS)) for r in runs}
   with workdir_lib.launch_lock(workdir):  # one launch at a time writes the tables
     table = tables.write(workdir, list(all_results.values()))
     rep = report.write([workdir], workdir)  # every run in the workdir, not only this launch's
@@ -228,9 +229,8 @@ def _train_claimed(ds, group, log, heading, by) -> dict:
 
 
 def _run_synthetic(config, workdir: str, log=print) -> dict:
-  del log
-  from dash_jax import synthetic
-  return synthetic.run_synthetic(config, workdir)
+  from dash_jax.launch import synthetic
+  return synthetic.run(config, workdir, log)
 
 
 EXPERIMENTS: dict[str, Callable[..., dict]] = {

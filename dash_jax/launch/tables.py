@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from dash_jax.launch import config as config_lib
+from dash_jax.launch import saved
 from dash_jax import provenance, results
 from dash_jax.results import SUMMARY_FIELDS
 
@@ -72,7 +73,7 @@ def group(runs, key=lambda r: r.key) -> collections.OrderedDict:
   for r in runs:
     groups.setdefault(key(r), []).append(r)
   for k, g in groups.items():
-    groups[k] = sorted(g, key=lambda r: results.seed_of(r.config))
+    groups[k] = sorted(g, key=lambda r: saved.seed_of(r.config))
   return groups
 
 
@@ -80,7 +81,7 @@ def over_seeds(runs, values=figures) -> Stats:
   """values(run) -> {name: number}, averaged over the runs (one per seed)."""
   per_run = [values(r) for r in runs]
   arrays = {k: np.array([v[k] for v in per_run], np.float64) for k in per_run[0]}
-  return Stats([results.seed_of(r.config) for r in runs],
+  return Stats([saved.seed_of(r.config) for r in runs],
                {k: float(a.mean()) for k, a in arrays.items()},
                {k: float(a.std()) for k, a in arrays.items()},
                list(dict.fromkeys(r.environment for r in runs)))

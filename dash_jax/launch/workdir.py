@@ -10,6 +10,7 @@ import tempfile
 from dash_jax import checkpoint, results
 from dash_jax.errors import UserError
 from dash_jax.launch import config as config_lib
+from dash_jax.launch import saved
 from dash_jax.launch import locks
 
 
@@ -46,8 +47,7 @@ def check_workdir(config, runs, log=print, dry_run=False):
     path = os.path.join(run_dir, results.RUN_CONFIG)
     if not os.path.exists(path):
       continue
-    saved = results.read_run_config(path)
-    diff = config_lib.differing_fields(saved, run.recorded)
+    diff = config_lib.differing_fields(saved.read_run_config(path), run.recorded)
     if not diff:
       continue
     if not config.allow_config_change:
@@ -94,7 +94,7 @@ def claim_workdir(config, workdir, runs, log=print) -> None:
 def finished(run):
   """The run's results if some process has finished it, else None."""
   path = os.path.join(run.folder, results.RESULTS)
-  return results.read_run(path) if os.path.exists(path) else None
+  return saved.read_run(path) if os.path.exists(path) else None
 
 
 def claim(group) -> locks.Claim:
@@ -109,6 +109,6 @@ def check_claimed(runs) -> None:
     path = os.path.join(run.folder, results.RUN_CONFIG)
     if not os.path.exists(path):
       results.write_json(path, run.recorded)
-    elif config_lib.differing_fields(results.read_run_config(path), run.recorded):
+    elif config_lib.differing_fields(saved.read_run_config(path), run.recorded):
       raise UserError(f'{run.folder} was claimed by a launch with another config while '
                       f'this one started; relaunch to see which config it holds')
