@@ -5,7 +5,8 @@
 Compares every results.json of the two launches field by field: the config,
 each experiment's record and the summary, exactly (floats by value), ignoring
 what says how a run went rather than what it computed (wall_s, compiles,
-compile_s, compiles_total) and the provenance's times and command; then
+compile_s, compiles_total) and the provenance's times, command and git state
+(a refactor compares two commits: that they differ is the point); then
 summary.json's rows and report.csv, exactly. Prints each difference and exits
 1 if there is any.
 """
@@ -19,7 +20,7 @@ import sys
 from dash_jax import results
 
 IGNORED_SUMMARY = ('compiles_total',)
-IGNORED_PROVENANCE = ('start_time', 'end_time', 'command')
+IGNORED_PROVENANCE = ('start_time', 'end_time', 'command', 'git')
 
 
 def _diff(where, a, b, out):

@@ -78,10 +78,11 @@ def make_model(model: ModelSettings, num_classes: int):
   return models.get(model.model).build(model, num_classes)
 
 
-def step_config(s: RunSettings, dataset_name: str) -> train.StepConfig:
+def step_config(s: RunSettings, training_type: training_types.TrainingType,
+                dataset_name: str) -> train.StepConfig:
   """What the run's training type, optimizer and recipe compile into the step."""
   return train.StepConfig(
-      regularizer=training_types.get(s.train_type).regularizer_for(s.hparams),
+      regularizer=training_type.regularizer_for(s.hparams),
       sam_rho=s.optim.rho if s.optim.optimizer == 'sam' else None,
       sam_bn_second_pass=s.optim.sam_bn_second_pass,
       augment=sota.augmentation(s.optim, dataset_name),
@@ -217,10 +218,10 @@ class Group:
     return train.seed_map(fn, len(self.runs), in_axes)
 
 
-def train_options(s: RunSettings, ds, chunk_size: int) -> train.TrainOptions:
+def train_options(s: RunSettings, training_type, ds, chunk_size: int) -> train.TrainOptions:
   """How the group's epochs run: step, batches, stop rule, epoch mode."""
   return train.TrainOptions(
-      step_config(s, ds.name), effective_batch_size(s.chunks, chunk_size),
+      step_config(s, training_type, ds.name), effective_batch_size(s.chunks, chunk_size),
       s.stop.max_epoch, s.stop.converge_acc,
       mode=epoch_mode(s.execution.epoch_mode, s.model.model),
       block=scan_block(s.execution.scan_block),
@@ -242,12 +243,13 @@ def setup_group(ds: data_lib.Dataset, runs) -> Group:
   buffers = [chunk_buffer(labels.shape[1], s.chunks.num_chunks, r.seed, s.chunks.chunk_order)
              for r in runs]
   chunk_size = buffers[0][1]
-  options = train_options(s, ds, chunk_size)
+  training_type = training_types.get(s.train_type)  # looked up once, here
+  options = train_options(s, training_type, ds, chunk_size)
   data = parallel.replicate({
       'train_x': ds.train_x, 'train_y': labels.astype(np.int32),
       'mean': mean.astype(np.float32), 'std': std.astype(np.float32)}, mesh)
   return Group(
-      runs=tuple(runs), settings=s, training_type=training_types.get(s.train_type),
+      runs=tuple(runs), settings=s, training_type=training_type,
       model_spec=models.get(s.model.model),
       fresh_state=functools.partial(
           train.create_state, make_model(s.model, ds.num_classes), make_optimizer(s.optim),

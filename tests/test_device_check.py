@@ -1,6 +1,8 @@
 """bench/device_check.sh --smoke: every row of the GPU table comes out, at toy
 sizes on CPU, and its test counts come from pytest's JUnit report."""
+import os
 import subprocess
+import sys
 
 import jax.numpy as jnp
 import pytest
@@ -18,7 +20,10 @@ def test_smoke_writes_every_row(tmp_path):
   out = tmp_path / 'out'
   proc = subprocess.run(
       ['bash', 'bench/device_check.sh', '--smoke', '--out', str(out), '--tests', 'none'],
-      cwd=helpers.ROOT, capture_output=True, text=True, timeout=900, check=False)
+      cwd=helpers.ROOT, capture_output=True, text=True, timeout=900, check=False,
+      # the script's python3 is this interpreter, venv or not
+      env=dict(os.environ, PATH=os.pathsep.join([os.path.dirname(sys.executable),
+                                                 os.environ.get('PATH', '')])))
   assert proc.returncode == 0, proc.stderr[-3000:]
   text = (out / 'device_check.md').read_text()
   assert text in proc.stdout  # printed as written

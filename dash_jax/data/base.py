@@ -33,7 +33,7 @@ class Dataset:
   std: np.ndarray
   # What normalize='auto' means: 'standard' (the statistics above), 'none'
   # (data already standardised) or 'unit'; None: the rule of the paper's
-  # datasets (assembly.normalisation): images 'unit' for the MLP except digits
+  # datasets (setup.normalisation): images 'unit' for the MLP except digits
   # and Tiny-ImageNet, else 'standard'; float features 'standard'.
   auto_normalize: str | None = None
   # Where the data came from, for results.json's provenance.dataset (a

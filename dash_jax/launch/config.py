@@ -59,7 +59,7 @@ LIST_FIELDS = frozenset({'train_type', 'optimizer', 'seeds', 'sota_milestones'})
 # what the launch's one dataset load reads.
 UNSWEEPABLE_FIELDS = EXECUTION_FIELDS | {'experiment', 'dataset', 'num_train', 'train_split',
                                          'test_split', 'image_size', 'num_classes'}
-# A run config's list of its swept fields (runs.run_config writes it).
+# A run config's list of its swept fields (grid.run_fields writes it).
 SWEPT = 'swept'
 # Swept fields in run names: these first, by these names; others by field
 # name, alphabetically (a fixed order: a relaunch finds the same folders).

@@ -32,7 +32,7 @@ class RunResult:
   @property
   def swept(self) -> tuple:
     """((field, value), ...) of the fields its launch swept."""
-    return tuple((f, self.config.get(f)) for f in self.config.get('swept') or ())
+    return tuple((f, self.config.get(f)) for f in self.config.get(config_lib.SWEPT) or ())
 
   @property
   def key(self):
