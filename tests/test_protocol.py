@@ -13,8 +13,11 @@ import optax
 import pytest
 
 import dash_jax
-from dash_jax import setup, sota, train, training_types
+from dash_jax import parallel, protocol, setup, sota, train, training_types
 from dash_jax import data as data_lib
+from dash_jax import settings as settings_lib
+from dash_jax.launch import grid
+from tests import helpers
 
 
 @pytest.fixture
@@ -118,3 +121,43 @@ def test_cold_redraws_everything_after_each_experiment(tiny_config, tmp_path, sp
     if nxt:
       for a, b in zip(jax.tree.leaves(nxt[0][2]), jax.tree.leaves(out.params)):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------ the core's entry: typed settings
+
+
+def _hand_built(data_dir) -> settings_lib.RunSettings:
+  """tiny_config's warm run, written as settings records: no config at all."""
+  return settings_lib.RunSettings(
+      train_type='warm', seed=0, hparams=None,
+      model=settings_lib.ModelSettings('mlp', width=32, depth=2, precision='float32'),
+      data=settings_lib.DataSettings('digits', str(data_dir), '', False, 0, 'train', 'test',
+                                     0, 0),
+      chunks=settings_lib.ChunkSettings(num_chunks=3, chunk_order='random', label_noise=0.2,
+                                        normalize='auto', batch_size=128, last_batch='keep',
+                                        test_batch_size=256),
+      optim=settings_lib.OptimSettings('sgd', 0.01, 0.9, 0.0, rho=0.1, sam_bn_second_pass=True,
+                                       sota=False, sota_milestones=(60, 120, 160, 200),
+                                       sota_gamma=0.2),
+      stop=settings_lib.StopRule(converge_acc=0.999, max_epoch=3),
+      execution=settings_lib.Execution('auto', 0, 25, 3, 0.0),
+      outputs=settings_lib.Outputs(progress=False, tensorboard=False, wandb=False,
+                                   diagnostics=False))
+
+
+@pytest.mark.slow
+def test_the_core_runs_from_hand_built_settings_as_the_launch_does(tiny_config, tmp_path):
+  """protocol.run_protocol takes settings.Run records and a dataset: built by
+  hand they give the numbers of the launch, whose grid builds the same
+  settings from the config."""
+  tiny_config.progress = tiny_config.tensorboard = False
+  hand = _hand_built(tiny_config.data_dir)
+  assert grid.settings_of(tiny_config) == hand
+  launched = dash_jax.run(tiny_config, str(tmp_path / 'launch'), lambda *a: None)
+  run = settings_lib.Run('warm-sgd-seed0', str(tmp_path / 'core' / 'warm-sgd-seed0'), hand,
+                         recorded={'note': 'the core writes this, never reads it'})
+  with parallel.use_mesh(parallel.make_mesh(0)):
+    [res] = protocol.run_protocol(data_lib.load(hand.data), [run], str(tmp_path / 'core'),
+                                  log=lambda *a: None)
+  assert res['config'] == {'note': 'the core writes this, never reads it'}
+  assert helpers.numbers(res) == helpers.numbers(launched['warm-sgd-seed0'])
