@@ -244,3 +244,41 @@ def normalisation(config, ds):
   """setup.normalisation for a one-run config: what its run would feed."""
   from dash_jax import setup
   return setup.normalisation(config.normalize, config.model, ds)
+
+
+# A launch's process in a JAX cluster of two on this machine (config.coordinator).
+_HOST_CHILD = """
+import json, sys
+from configs.digits import get_config
+from dash_jax.launch import runs
+from dash_jax.launch import config as config_lib
+c = get_config()
+c.data_dir = {tfds!r}
+c.num_chunks, c.max_epoch, c.width, c.progress = 2, 2, 16, False
+{setup}
+c.coordinator, c.num_processes, c.process_id = {coord!r}, 2, int(sys.argv[1])
+lines = []
+res = runs.run(c, {work!r}, log=lines.append)
+ran = sorted(l.split(': ', 1)[1] for l in lines if l.startswith('run '))
+print('RESULT ' + json.dumps({{'ran': ran, 'returned': sorted(res)}}))
+"""
+
+
+def two_hosts(setup: str, tfds_dir, workdir) -> list[dict]:
+  """A tiny digits launch as two processes of one cluster; each process's
+  {'ran': runs it trained, 'returned': runs it reported}. `setup`: lines
+  setting the config `c` (config_lib is imported)."""
+  import socket
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  code = _HOST_CHILD.format(tfds=str(tfds_dir), work=str(workdir), setup=setup,
+                            coord=f'localhost:{port}')
+  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
+  procs = [subprocess.Popen([sys.executable, '-c', code, str(i)], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  return [json.loads([line for line in out.splitlines() if line.startswith('RESULT ')][-1][7:])
+          for out, _ in outs]

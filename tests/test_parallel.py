@@ -92,38 +92,9 @@ def test_too_many_devices_is_a_one_line_error():
     parallel.make_mesh(2)
 
 
-HOST_CHILD = textwrap.dedent('''
-    import json, sys
-    from configs.digits import get_config
-    from dash_jax.launch import runs
-    c = get_config()
-    c.data_dir, c.train_type, c.seeds = {tfds!r}, 'warm,dash', '0,1'
-    c.num_chunks, c.max_epoch, c.width, c.progress = 2, 2, 16, False
-    c.coordinator, c.num_processes, c.process_id = {coord!r}, 2, int(sys.argv[1])
-    lines = []
-    res = runs.run(c, {work!r}, log=lines.append)
-    ran = sorted(l.split(': ', 1)[1] for l in lines if l.startswith('run '))
-    print('RESULT ' + json.dumps({{'ran': ran, 'returned': sorted(res)}}))
-''')
-
-
 @pytest.mark.slow
 def test_two_processes_share_the_runs(tfds_dir, tmp_path):
-  import socket
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    port = s.getsockname()[1]
-  code = HOST_CHILD.format(root=helpers.ROOT, tfds=tfds_dir, work=str(tmp_path),
-                           coord=f'localhost:{port}')
-  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  procs = [subprocess.Popen([sys.executable, '-c', code, str(i)], env=env, cwd=helpers.ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-           for i in range(2)]
-  outs = [p.communicate(timeout=600) for p in procs]
-  for p, (out, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
-  results = [json.loads([l for l in out.splitlines() if l.startswith('RESULT ')][-1][7:])
-             for out, _ in outs]
+  results = helpers.two_hosts("c.train_type, c.seeds = 'warm,dash', '0,1'", tfds_dir, tmp_path)
   ran = [r['ran'] for r in results]
   assert sorted(ran[0] + ran[1]) == sorted(f'{t}-sgd-seed{s}' for t in ('warm', 'dash')
                                            for s in (0, 1))

@@ -3,10 +3,7 @@ by its swept values, and the tables and figures group by them."""
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
-import textwrap
 import types
 
 import numpy as np
@@ -266,38 +263,10 @@ def test_vmapped_seed_groups_with_a_sweep_match_plain_runs(sweep_config, tmp_pat
       assert b['test_acc'] == pytest.approx(a['test_acc'], abs=1e-5)
 
 
-HOST_CHILD = textwrap.dedent('''
-    import json, sys
-    from configs.digits import get_config
-    from dash_jax.launch import runs
-    from dash_jax.launch import config as config_lib
-    c = get_config()
-    c.data_dir, c.train_type, c.seeds = {tfds!r}, 'dash', '0'
-    c.num_chunks, c.max_epoch, c.width, c.progress = 2, 2, 16, False
-    config_lib.set_sweep(c, 'dash_lambda', [0.1, 0.5])
-    c.coordinator, c.num_processes, c.process_id = {coord!r}, 2, int(sys.argv[1])
-    lines = []
-    res = runs.run(c, {work!r}, log=lines.append)
-    ran = sorted(l.split(': ', 1)[1] for l in lines if l.startswith('run '))
-    print('RESULT ' + json.dumps({{'ran': ran, 'returned': sorted(res)}}))
-''')
-
-
 @pytest.mark.slow
 def test_two_processes_share_a_sweep(tfds_dir, tmp_path):
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    port = s.getsockname()[1]
-  code = HOST_CHILD.format(tfds=tfds_dir, work=str(tmp_path), coord=f'localhost:{port}')
-  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
-  procs = [subprocess.Popen([sys.executable, '-c', code, str(i)], env=env, cwd=helpers.ROOT,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-           for i in range(2)]
-  outs = [p.communicate(timeout=600) for p in procs]
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
-  found = [json.loads([l for l in out.splitlines() if l.startswith('RESULT ')][-1][7:])
-           for out, _ in outs]
+  found = helpers.two_hosts("c.train_type, c.seeds = 'dash', '0'\n"
+                            "config_lib.set_sweep(c, 'dash_lambda', [0.1, 0.5])", tfds_dir, tmp_path)
   assert sorted(r['ran'][0] for r in found) == ['dash-sgd-lam0.1-seed0',
                                                 'dash-sgd-lam0.5-seed0']
   assert found[0]['returned'] == ['dash-sgd-lam0.1-seed0', 'dash-sgd-lam0.5-seed0']
