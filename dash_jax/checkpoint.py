@@ -8,6 +8,7 @@ folder); a step that fails to restore is reported and an older one is used.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -140,8 +141,11 @@ class RunCheckpoints:
         self.manager.check_for_errors()
       return False
     self._last_save = now
-    # Host copies first: the jitted steps donate the device buffers.
+    # Host copies first: the jitted steps donate the device buffers. The
+    # metadata as JSON now: Orbax serialises it in the background, while the
+    # loop appends the next records to the lists it holds.
     tree = jax.device_get(_state_tree(state, key))
+    meta = json.loads(json.dumps(meta))
     with self._failing_saves():
       self.manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))

@@ -1,4 +1,6 @@
 """Growing the training set compiles nothing new after the first experiments."""
+import os
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -41,3 +43,18 @@ def test_unwritable_cache_dir_is_a_one_line_error(tmp_path):
   with pytest.raises(UserError, match='cannot create compile_cache_dir') as e:
     compiles.use_disk_cache(str(blocker / 'cache'), 1.0)
   assert '\n' not in str(e.value)
+
+
+@pytest.mark.slow
+def test_the_disk_cache_writes_entries_with_its_size_limit(tmp_path):
+  """compile_cache_dir works where the package is installed: JAX needs
+  filelock (a dependency) to honour compile_cache_gb, else every read of
+  the cache fails with a warning and nothing is reused."""
+  from tests import helpers
+  code = ('import jax, jax.numpy as jnp; from dash_jax import compiles; '
+          f'compiles.use_disk_cache({str(tmp_path / "xla")!r}, 1.0); '
+          'print(jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)))')
+  proc = helpers.python(code, JAX_DISABLE_MOST_OPTIMIZATIONS='false')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'filelock' not in proc.stderr, proc.stderr[-2000:]
+  assert os.listdir(tmp_path / 'xla')  # the compiled program is in the cache

@@ -135,3 +135,31 @@ def test_saves_closer_than_the_minimum_interval_are_skipped(tmp_path):
   assert ckpts.save(1, state, key, {}) and ckpts.save(2, state, key, {})
   ckpts.close()
   assert sorted(os.listdir(tmp_path / 'd')) == ['1', '2']
+
+
+def test_a_save_keeps_the_records_as_they_were_when_it_was_asked_for(tmp_path, monkeypatch):
+  """Orbax writes the metadata in the background; the loop appends the next
+  experiment's record meanwhile. The save must hold the records of its own
+  moment, or a resumed run trains an experiment it already recorded."""
+  import asyncio
+
+  import jax
+  import jax.numpy as jnp
+  from orbax.checkpoint._src.handlers import json_checkpoint_handler as json_handler
+  from dash_jax import checkpoint, models, optim, train
+  real = json_handler.JsonCheckpointHandler._save_fn
+
+  async def late(self, x, directory):  # a busy machine: the write comes later
+    await asyncio.sleep(0.5)
+    return await real(self, x, directory)
+  monkeypatch.setattr(json_handler.JsonCheckpointHandler, '_save_fn', late)
+  state = train.create_state(models.MLP(10, width=8), optim.sgd(0.1),
+                             jax.random.PRNGKey(0), (8, 8, 1), False)
+  records = [{'experiment': 1}]
+  ckpts = checkpoint.RunCheckpoints(str(tmp_path / 'c'))
+  ckpts.save(2, state, jnp.zeros((2,), jnp.uint32), {'experiment': 2, 'experiments': records})
+  records.append({'experiment': 2})  # the loop goes on at once
+  ckpts.close()
+  _, _, meta = checkpoint.RunCheckpoints(str(tmp_path / 'c')).restore_latest(
+      state, jnp.zeros((2,), jnp.uint32))
+  assert meta['experiments'] == [{'experiment': 1}]
