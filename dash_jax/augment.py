@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +53,15 @@ def random_rotation(key, x, degrees: float = 15.0):
   return rotate(x, jnp.deg2rad(angle))
 
 
-def _crop_box(key, h, w, scale, ratio, attempts=10):
+class Box(NamedTuple):
+  """A crop's top-left corner and size, in pixels."""
+  top: jax.Array
+  left: jax.Array
+  height: jax.Array
+  width: jax.Array
+
+
+def _crop_box(key, h, w, scale, ratio, attempts=10) -> Box:
   """torchvision RandomResizedCrop.get_params, vectorised over attempts:
   the first attempt that fits, else the whole (square) image."""
   k_area, k_ratio, k_i, k_j = jax.random.split(key, 4)
@@ -69,7 +78,7 @@ def _crop_box(key, h, w, scale, ratio, attempts=10):
   cw = jnp.where(ok, cw[first], w)
   top = jnp.floor(jax.random.uniform(k_i) * (h - ch + 1))
   left = jnp.floor(jax.random.uniform(k_j) * (w - cw + 1))
-  return top, left, ch, cw
+  return Box(top, left, ch, cw)
 
 
 def resize_box(img, top, left, box_h, box_w):

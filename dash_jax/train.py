@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import flax
 import jax
@@ -325,6 +325,28 @@ def _keep(active, new, old):
   return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
 
 
+class EpochsRun(NamedTuple):
+  """What one device_epochs call leaves: the group's states and keys, the
+  epochs run, their (acc, loss) rows per seed (EPOCHS_PER_CALL, S, 2) and
+  which seeds ran each (EPOCHS_PER_CALL, S)."""
+  states: Any
+  keys: Any
+  count: Any
+  metrics: Any
+  ran: Any
+
+
+class _EpochsCarry(NamedTuple):
+  """device_epochs' loop state: EpochsRun's fields, the seeds still
+  running and the index of the next epoch."""
+  states: Any
+  keys: Any
+  active: Any
+  i: Any
+  metrics: Any
+  ran: Any
+
+
 @functools.partial(jax.jit, static_argnames='layout', donate_argnums=(0,))
 def device_epochs(states, keys, active, source: EpochSource, bounds: CallBounds, *,
                   layout: Layout):
@@ -332,8 +354,7 @@ def device_epochs(states, keys, active, source: EpochSource, bounds: CallBounds,
   one program. Each active seed draws its epochs from its key as the host
   loop does and stops after the first epoch whose running accuracy reaches
   `bounds.threshold` or whose loss is not finite; the call ends when no seed
-  is active. Returns states, keys, the epochs run, their (acc, loss) rows per
-  seed (EPOCHS_PER_CALL, S, 2) and which seeds ran each (EPOCHS_PER_CALL, S).
+  is active. Returns an EpochsRun.
   """
   num_seeds = keys.shape[0]
 
@@ -343,23 +364,22 @@ def device_epochs(states, keys, active, source: EpochSource, bounds: CallBounds,
     return _keep(active, new_state, state), _keep(active, new_key, key), sums
   run_epoch = seed_map(one, num_seeds, in_axes=(0, 0, 0, SEED_DATA_AXES, 0, None))
 
-  def body(carry):
-    states, keys, active, i, metrics, ran = carry
-    states, keys, sums = run_epoch(states, keys, active, source.data, source.buffer_idx,
-                                   bounds.first_epoch + i)
+  def body(c: _EpochsCarry) -> _EpochsCarry:
+    states, keys, sums = run_epoch(c.states, c.keys, c.active, source.data,
+                                   source.buffer_idx, bounds.first_epoch + c.i)
     acc_loss = sums / source.num_batches.astype(jnp.float32)
     stop = (acc_loss[:, 0] >= bounds.threshold) | ~jnp.isfinite(acc_loss[:, 1])
-    return (states, keys, active & ~stop, i + 1, metrics.at[i].set(acc_loss),
-            ran.at[i].set(active))
+    return _EpochsCarry(states, keys, c.active & ~stop, c.i + 1,
+                        c.metrics.at[c.i].set(acc_loss), c.ran.at[c.i].set(c.active))
 
-  def cond(carry):
-    return jnp.any(carry[2]) & (carry[3] < bounds.max_epochs)
+  def cond(c: _EpochsCarry):
+    return jnp.any(c.active) & (c.i < bounds.max_epochs)
 
   metrics = jnp.zeros((EPOCHS_PER_CALL, num_seeds, 2), jnp.float32)
   ran = jnp.zeros((EPOCHS_PER_CALL, num_seeds), bool)
-  states, keys, _, count, metrics, ran = jax.lax.while_loop(
-      cond, body, (states, keys, active, jnp.int32(0), metrics, ran))
-  return states, keys, count, metrics, ran
+  end = jax.lax.while_loop(
+      cond, body, _EpochsCarry(states, keys, active, jnp.int32(0), metrics, ran))
+  return EpochsRun(end.states, end.keys, end.i, end.metrics, end.ran)
 
 
 @functools.partial(jax.jit, static_argnames='batch_size')
@@ -622,22 +642,32 @@ def train_until_converged(states, keys, inputs: ExperimentData, opts: TrainOptio
   return states, keys, [p.stats(num_batches) for p in progress]
 
 
-def _scan_epochs(states, keys, active, source: EpochSource, epochs, opts: TrainOptions):
-  """Mode 'scan': one device_epochs call from epoch `epochs`; returns states,
-  keys and the (acc, loss) rows of the epochs run with which seeds ran each."""
+class EpochRows(NamedTuple):
+  """The group after some epochs, with the (acc, loss) rows of the epochs
+  run (epochs, S, 2) and which seeds ran each (epochs, S), on the host."""
+  states: Any
+  keys: Any
+  rows: Any
+  ran: Any
+
+
+def _scan_epochs(states, keys, active, source: EpochSource, epochs,
+                 opts: TrainOptions) -> EpochRows:
+  """Mode 'scan': one device_epochs call from epoch `epochs`."""
   cap = min(opts.epochs_per_call, EPOCHS_PER_CALL, opts.max_epoch - epochs)
   if opts.checkpoint_every:
     cap = min(cap, opts.checkpoint_every - epochs % opts.checkpoint_every)
   bounds = CallBounds(epochs, cap, device_threshold(opts.converge_acc))
   layout = Layout(opts.step, opts.batch_size, opts.block)
-  states, keys, count, metrics, ran = device_epochs(states, keys, active, source, bounds,
-                                                    layout=layout)
-  return states, keys, np.asarray(metrics)[:int(count)], np.asarray(ran)[:int(count)]
+  done = device_epochs(states, keys, active, source, bounds, layout=layout)
+  count = int(done.count)
+  return EpochRows(done.states, done.keys, np.asarray(done.metrics)[:count],
+                   np.asarray(done.ran)[:count])
 
 
-def _loop_epoch(states, keys, active, source: EpochSource, epochs, opts: TrainOptions):
-  """Mode 'loop': epoch `epochs` as one jitted step a batch; returns as
-  _scan_epochs (one row)."""
+def _loop_epoch(states, keys, active, source: EpochSource, epochs,
+                opts: TrainOptions) -> EpochRows:
+  """Mode 'loop': epoch `epochs` as one jitted step a batch (one row)."""
   keys, orders, step_keys = _epoch_draws(keys, active, source.buffer_idx, source.n,
                                          opts.batch_size)
   group_epoch = Epoch(source.data, orders, source.n, source.num_batches, epochs, step_keys)
@@ -645,7 +675,8 @@ def _loop_epoch(states, keys, active, source: EpochSource, epochs, opts: TrainOp
   sums = jnp.zeros((keys.shape[0], 2), jnp.float32)
   for b in range(source.num_batches):
     states, sums = group_loop_step(states, sums, active, group_epoch, b, layout=layout)
-  return states, keys, running_metrics(sums, source.num_batches)[None], np.asarray(active)[None]
+  return EpochRows(states, keys, running_metrics(sums, source.num_batches)[None],
+                   np.asarray(active)[None])
 
 
 def record_epoch(progress, acc, loss, experiment, seed=None):

@@ -174,3 +174,33 @@ def test_the_parameter_check_finds_a_function_with_many_parameters(tmp_path):
       'pkg/wide.py:1 f (6 parameters)', 'pkg/wide.py:6 m (7 parameters)',
       'pkg/wide.py:9 wide (8 parameters)']
   assert many_parameter_functions(tmp_path / 'pkg') == ['pkg/wide.py:9 wide (8 parameters)']
+
+
+def unnamed_returns(package=PACKAGE, limit=3) -> list[str]:
+  """'path:line name (N values)' of every `return a, b, c, d, ...` of more
+  than `limit` values under `package`: such a return is a NamedTuple or a
+  dataclass. A custom_vjp backward rule (`*_bwd`) is exempt: JAX wants one
+  cotangent per input, as a plain tuple."""
+  out = []
+  for path in sorted(package.rglob('*.py')):
+    for fn in ast.walk(ast.parse(path.read_text())):
+      if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or fn.name.endswith('_bwd'):
+        continue
+      for node in ast.walk(fn):
+        if (isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple)
+            and len(node.value.elts) > limit):
+          out.append(f'{path.relative_to(package.parent)}:{node.lineno} {fn.name} '
+                     f'({len(node.value.elts)} values)')
+  return out
+
+
+def test_no_function_returns_more_than_3_unnamed_values():
+  assert unnamed_returns() == []
+
+
+def test_the_return_check_finds_an_unnamed_return(tmp_path):
+  (tmp_path / 'pkg').mkdir()
+  (tmp_path / 'pkg' / 'ret.py').write_text(
+      'def f():\n  return 1, 2, 3, 4\n\n\ndef g():\n  return 1, 2, 3\n\n\n'
+      'def h_bwd(res, g):\n  return g, g, g, g\n')
+  assert unnamed_returns(tmp_path / 'pkg') == ['pkg/ret.py:2 f (4 values)']

@@ -9,8 +9,17 @@ import dataclasses
 import logging
 import os
 import re
+from typing import NamedTuple
 
 import numpy as np
+
+
+class Splits(NamedTuple):
+  """A generated dataset's arrays, before they become a Dataset."""
+  train_x: np.ndarray
+  train_y: np.ndarray
+  test_x: np.ndarray
+  test_y: np.ndarray
 
 
 @dataclasses.dataclass

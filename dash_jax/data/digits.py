@@ -6,12 +6,14 @@ other dataset, so a builder wraps the copy that ships inside scikit-learn.
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dash_jax.data.base import Splits
+
 SPLIT_SEED = 0  # fixed: the 70/30 split is part of the dataset, not of a run
 TEST_FRACTION = 0.3
 
 
-def digits_arrays():
-  """(train_x, train_y, test_x, test_y); pixels 0..16 rescaled to uint8 0..255."""
+def digits_arrays() -> Splits:
+  """Pixels 0..16 rescaled to uint8 0..255."""
   from sklearn.datasets import load_digits
   digits = load_digits()
   images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -19,7 +21,7 @@ def digits_arrays():
   order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
   num_test = int(round(TEST_FRACTION * len(labels)))
   test, train = order[:num_test], order[num_test:]
-  return images[train], labels[train], images[test], labels[test]
+  return Splits(images[train], labels[train], images[test], labels[test])
 
 
 class DashDigits(tfds.core.GeneratorBasedBuilder):

@@ -9,6 +9,8 @@ those who want one: dash_jax/data/mnist1d_tfds.py.
 """
 import numpy as np
 
+from dash_jax.data.base import Splits
+
 SIGNAL_LENGTH = 40
 
 
@@ -21,10 +23,10 @@ def generator_args() -> dict:
   return args
 
 
-def mnist1d_arrays():
-  """(train_x, train_y, test_x, test_y): the package's make_dataset output,
+def mnist1d_arrays() -> Splits:
+  """The package's make_dataset output,
   signals float32 (N, 40), labels int64, in the package's order."""
   from mnist1d.data import get_dataset_args, make_dataset
   d = make_dataset(get_dataset_args())
-  return (d['x'].astype(np.float32), d['y'].astype(np.int64),
-          d['x_test'].astype(np.float32), d['y_test'].astype(np.int64))
+  return Splits(d['x'].astype(np.float32), d['y'].astype(np.int64),
+                d['x_test'].astype(np.float32), d['y_test'].astype(np.int64))

@@ -7,6 +7,7 @@ import collections
 import dataclasses
 import json
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -14,6 +15,14 @@ from dash_jax.launch import config as config_lib
 from dash_jax.launch import saved
 from dash_jax import provenance, results
 from dash_jax.results import SUMMARY_FIELDS
+
+
+class RowKey(NamedTuple):
+  """What a table row holds the seeds of."""
+  dataset: str
+  optimizer: str
+  train_type: str
+  swept: tuple  # ((field, value), ...)
 
 
 @dataclasses.dataclass
@@ -35,10 +44,10 @@ class RunResult:
     return tuple((f, self.config.get(f)) for f in self.config.get(config_lib.SWEPT) or ())
 
   @property
-  def key(self):
-    """(dataset, optimizer, train_type, swept): the row it belongs to."""
+  def key(self) -> RowKey:
+    """The row it belongs to."""
     c = self.config
-    return (c['dataset'], c['optimizer'], c['train_type'], self.swept)
+    return RowKey(c['dataset'], c['optimizer'], c['train_type'], self.swept)
 
   @property
   def environment(self) -> str:
@@ -107,8 +116,8 @@ class Row:
   unfinished: list = dataclasses.field(default_factory=list)  # the report's: seeds started, no results yet
 
   @property
-  def key(self) -> tuple:
-    return (self.dataset, self.optimizer, self.train_type, self.swept)
+  def key(self) -> RowKey:
+    return RowKey(self.dataset, self.optimizer, self.train_type, self.swept)
 
   def value(self, field):
     """The row's value of a swept column: its swept value, else the value it
