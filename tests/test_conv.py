@@ -124,5 +124,5 @@ def test_resnet18_same_numbers_either_path():
       out, _ = model.apply({**variables, 'params': p}, x, train=True,
                            mutable=['batch_stats'])
       return jnp.sum(out ** 2)
-    return jax.value_and_grad(loss)(variables['params'])
+    return jax.jit(jax.value_and_grad(loss))(variables['params'])  # one compile, not op by op
   _allclose(grads('matmul'), grads('lax'), tol=1e-3)

@@ -91,13 +91,14 @@ def test_test_counts_come_from_the_junit_report(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_stopped_tests_are_counted_so_far(tmp_path):
   """Past its time pytest is interrupted, and still reports what ran."""
   from bench.device_check.tests_row import run_tests
   f = tmp_path / 'test_sample.py'
   f.write_text(SAMPLE_TESTS + 'def test_e(): time.sleep(600)\ndef test_f(): pass\n')
-  row = run_tests([str(f)], str(tmp_path), timeout_s=20)
-  assert row.notes.startswith('stopped after 20 s, so far: 2 passed, 1 failed, 0 errors, '
+  row = run_tests([str(f)], str(tmp_path), timeout_s=12)
+  assert row.notes.startswith('stopped after 12 s, so far: 2 passed, 1 failed, 0 errors, '
                               '1 skipped'), row.notes
 
 
