@@ -25,12 +25,12 @@ from dash_jax.errors import UserError
 from dash_jax.settings import Run
 
 
-def run_protocol(ds: data_lib.Dataset, runs: list[Run], workdir: str, log=print) -> list[dict]:
+def run_protocol(ds: data_lib.Dataset, runs: list[Run], log=print) -> list[dict]:
   """Train `runs` (one training type and optimizer, any seeds) as one group;
   writes each run's results.json and returns the results in order. SIGTERM
   meanwhile saves at the next checkpoint point and raises signals.Terminated."""
   with signals.saving_loop():
-    return _run_group(ds, runs, workdir, log)
+    return _run_group(ds, runs, log)
 
 
 @dataclasses.dataclass
@@ -44,7 +44,7 @@ class Snapshot:
   elapsed: float = 0.0
 
 
-def _run_group(ds, runs, workdir, log):
+def _run_group(ds, runs, log):
   """The protocol, per experiment j: before (j >= 2) -> train until converged
   -> evaluate -> record -> after -> checkpoint."""
   counter = compiles.CompileCounter()
@@ -52,7 +52,7 @@ def _run_group(ds, runs, workdir, log):
   if ds.source is not None:
     prov['dataset'] = ds.source
   g = setup.setup_group(ds, runs)
-  ckpts = GroupCheckpoints(g, checkpoint_dir(workdir, runs), prov, log)
+  ckpts = GroupCheckpoints(g, checkpoint_dir(runs), prov, log)
   snap, first = _resume(g, ckpts, log)
   watchers = _observers(g, snap.experiments, log)
   finished, save_failed = False, None
@@ -100,12 +100,14 @@ def _experiment(g: setup.Group, j: int, snap: Snapshot, watchers, ckpts, counter
   return Snapshot(states, keys, snap.experiments)
 
 
-def checkpoint_dir(workdir: str, runs: list[Run]) -> str:
-  """A plain run checkpoints in its own folder; a group in one named after
-  its training type, optimizer, swept values and seeds."""
+def checkpoint_dir(runs: list[Run]) -> str:
+  """A plain run checkpoints in its own folder; a group in one beside its
+  runs' folders, named after its training type, optimizer, swept values and
+  seeds."""
   if len(runs) == 1:
     return os.path.join(runs[0].folder, 'checkpoints')
   seeds = '_'.join(str(r.seed) for r in runs)
+  workdir = os.path.dirname(runs[0].folder)
   return os.path.join(workdir, f'{runs[0].stem}-seeds{seeds}', 'checkpoints')
 
 

@@ -157,7 +157,6 @@ def test_the_core_runs_from_hand_built_settings_as_the_launch_does(tiny_config, 
   run = settings_lib.Run('warm-sgd-seed0', str(tmp_path / 'core' / 'warm-sgd-seed0'), hand,
                          recorded={'note': 'the core writes this, never reads it'})
   with parallel.use_mesh(parallel.make_mesh(0)):
-    [res] = protocol.run_protocol(data_lib.load(hand.data), [run], str(tmp_path / 'core'),
-                                  log=lambda *a: None)
+    [res] = protocol.run_protocol(data_lib.load(hand.data), [run], log=lambda *a: None)
   assert res['config'] == {'note': 'the core writes this, never reads it'}
   assert helpers.numbers(res) == helpers.numbers(launched['warm-sgd-seed0'])

@@ -222,8 +222,7 @@ def _train_claimed(ds, group, log, heading, by) -> dict:
   workdir_lib.check_claimed(rest)  # a launch with allow_config_change may have replaced it
   with signals.saving_loop():  # from here on SIGTERM stops at a saved point
     log(f'{heading}: {_label(rest)}')
-    workdir = os.path.dirname(rest[0].folder)
-    for run, res in zip(rest, protocol.run_protocol(ds, rest, workdir, log)):
+    for run, res in zip(rest, protocol.run_protocol(ds, rest, log)):
       out[run.name] = res
   return out
 
