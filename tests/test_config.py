@@ -5,10 +5,10 @@ import os
 import pytest
 
 from configs.digits import get_config
+from dash_jax.errors import UserError
 from dash_jax.launch import config as config_lib
 from dash_jax.launch import saved
 from dash_jax.launch import grid
-from dash_jax.errors import UserError
 from tests import helpers
 
 

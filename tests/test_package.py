@@ -110,17 +110,20 @@ def test_no_file_edits_sys_path():
 MAX_FUNCTION_LINES = 60  # a function a reader takes in at once
 
 
-def long_functions(package=PACKAGE, limit=MAX_FUNCTION_LINES) -> list[str]:
-  """'path:line name (N lines)' of every function under `package` longer
-  than `limit` lines (def line to last line, docstring included)."""
-  out = []
+def functions(package):
+  """(path relative to the package's folder, function node) of every def
+  under `package`: what the shape checks below read."""
   for path in sorted(package.rglob('*.py')):
     for node in ast.walk(ast.parse(path.read_text())):
       if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        n = node.end_lineno - node.lineno + 1
-        if n > limit:
-          out.append(f'{path.relative_to(package.parent)}:{node.lineno} {node.name} ({n} lines)')
-  return out
+        yield path.relative_to(package.parent), node
+
+
+def long_functions(package=PACKAGE, limit=MAX_FUNCTION_LINES) -> list[str]:
+  """'path:line name (N lines)' of every function under `package` longer
+  than `limit` lines (def line to last line, docstring included)."""
+  return [f'{path}:{fn.lineno} {fn.name} ({fn.end_lineno - fn.lineno + 1} lines)'
+          for path, fn in functions(package) if fn.end_lineno - fn.lineno + 1 > limit]
 
 
 def test_no_function_is_over_60_lines():
@@ -149,15 +152,8 @@ def parameter_count(args: ast.arguments) -> int:
 def many_parameter_functions(package=PACKAGE, limit=MAX_PARAMETERS) -> list[str]:
   """'path:line name (N parameters)' of every function under `package`
   taking more than `limit` parameters."""
-  out = []
-  for path in sorted(package.rglob('*.py')):
-    for node in ast.walk(ast.parse(path.read_text())):
-      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        n = parameter_count(node.args)
-        if n > limit:
-          out.append(f'{path.relative_to(package.parent)}:{node.lineno} {node.name} '
-                     f'({n} parameters)')
-  return out
+  return [f'{path}:{fn.lineno} {fn.name} ({parameter_count(fn.args)} parameters)'
+          for path, fn in functions(package) if parameter_count(fn.args) > limit]
 
 
 def test_no_function_takes_over_7_parameters():
@@ -181,17 +177,11 @@ def unnamed_returns(package=PACKAGE, limit=3) -> list[str]:
   than `limit` values under `package`: such a return is a NamedTuple or a
   dataclass. A custom_vjp backward rule (`*_bwd`) is exempt: JAX wants one
   cotangent per input, as a plain tuple."""
-  out = []
-  for path in sorted(package.rglob('*.py')):
-    for fn in ast.walk(ast.parse(path.read_text())):
-      if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or fn.name.endswith('_bwd'):
-        continue
-      for node in ast.walk(fn):
-        if (isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple)
-            and len(node.value.elts) > limit):
-          out.append(f'{path.relative_to(package.parent)}:{node.lineno} {fn.name} '
-                     f'({len(node.value.elts)} values)')
-  return out
+  return [f'{path}:{node.lineno} {fn.name} ({len(node.value.elts)} values)'
+          for path, fn in functions(package) if not fn.name.endswith('_bwd')
+          for node in ast.walk(fn)
+          if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple)
+          and len(node.value.elts) > limit]
 
 
 def test_no_function_returns_more_than_3_unnamed_values():

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import pytest
 
 from configs import paper
+from dash_jax import models
 from dash_jax.launch import config as config_lib
 from dash_jax.launch import grid
-from dash_jax import models
 from dash_jax.launch import runs
 from tests import helpers
 

@@ -11,9 +11,9 @@ import pytest
 
 import dash_jax
 from configs.digits import get_config
-from dash_jax.launch import config as config_lib
 from dash_jax import models, xla_cpu
 from dash_jax.errors import UserError
+from dash_jax.launch import config as config_lib
 
 LAYERS = (nn.Conv, nn.Dense, xla_cpu.Conv, nn.BatchNorm, xla_cpu.BatchNorm)
 F32, BF16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)

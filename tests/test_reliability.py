@@ -10,9 +10,9 @@ import pytest
 
 import dash_jax
 from dash_jax import checkpoint
+from dash_jax.errors import UserError
 from dash_jax.launch import locks, report, runs
 from dash_jax.launch import grid
-from dash_jax.errors import UserError
 from tests import helpers
 
 INTERRUPTED = 'stopped (Ctrl-C); re-run the same command to resume\n'  # asked for: no error

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from matplotlib import image
 
+from dash_jax.errors import UserError
 from dash_jax.launch import report, tables
 from dash_jax.launch import saved
-from dash_jax.errors import UserError
 
 # (dataset, optimizer, train_type) -> per seed: (test accuracies, steps)
 RUNS = {

@@ -11,10 +11,10 @@ import pytest
 
 from configs.digits import get_config
 from dash_jax import observers, results
+from dash_jax.errors import UserError
 from dash_jax.launch import cli, report, runs, tables
 from dash_jax.launch import grid
 from dash_jax.launch import config as config_lib
-from dash_jax.errors import UserError
 from tests import helpers
 
 QUIET = dict(log=lambda *a: None)

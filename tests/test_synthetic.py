@@ -8,9 +8,9 @@ import pytest
 
 from configs.synthetic import get_config
 from dash_jax import synthetic
-from dash_jax.launch import synthetic as synthetic_launch
 from dash_jax.errors import UserError
 from dash_jax.synthetic import SyntheticParams, as_features, run_method, train
+from dash_jax.launch import synthetic as synthetic_launch
 
 
 def one_row(examples, num_features):

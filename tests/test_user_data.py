@@ -14,8 +14,8 @@ from PIL import Image
 
 import dash_jax
 from dash_jax import data, results, setup
-from dash_jax.launch import cli
 from dash_jax.errors import UserError
+from dash_jax.launch import cli
 from tests import helpers
 
 # The tiny config, smaller still, with no progress bars or TensorBoard files.

@@ -15,9 +15,9 @@ import sys
 from absl import flags
 from absl import logging as absl_logging
 
-from dash_jax.launch import config as config_lib
 from dash_jax import signals
 from dash_jax.errors import UserError
+from dash_jax.launch import config as config_lib
 
 _LIST_OVERRIDE = re.compile(r'--config\.(\w+)=(.*,.*)', re.S)
 

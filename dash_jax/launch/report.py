@@ -26,13 +26,11 @@ import sys
 
 import numpy as np
 
-from dash_jax.launch import config as config_lib
-from dash_jax.launch import saved
-from dash_jax import training_types
-from dash_jax.launch import paired
 from dash_jax import results as results_lib
-from dash_jax.launch import tables
+from dash_jax import training_types
 from dash_jax.errors import UserError
+from dash_jax.launch import config as config_lib
+from dash_jax.launch import paired, saved, tables
 
 # Paper order and names; unknown training types follow, alphabetically.
 TRAIN_TYPE_LABELS = {name: t.label for name, t in training_types.TRAINING_TYPES.items()}

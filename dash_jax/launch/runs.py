@@ -21,8 +21,9 @@ from dash_jax import compiles, parallel, protocol, results, setup, signals
 from dash_jax import data as data_lib
 from dash_jax.errors import UserError
 from dash_jax.launch import config as config_lib
-from dash_jax.launch import saved
-from dash_jax.launch import grid, hosts as hosts_lib, locks, report, tables, workdir as workdir_lib
+from dash_jax.launch import grid, locks, report, saved, tables
+from dash_jax.launch import hosts as hosts_lib
+from dash_jax.launch import workdir as workdir_lib
 from dash_jax.launch import workers as workers_lib
 
 

@@ -4,8 +4,8 @@ checked and upgraded to today's fields (config.upgrade), for the launch
 from __future__ import annotations
 
 from dash_jax.errors import UserError
-from dash_jax.launch import config as config_lib
 from dash_jax.results import read_json
+from dash_jax.launch import config as config_lib
 
 
 def read_run(path) -> dict:

@@ -11,10 +11,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dash_jax.launch import config as config_lib
-from dash_jax.launch import saved
 from dash_jax import provenance, results
 from dash_jax.results import SUMMARY_FIELDS
+from dash_jax.launch import config as config_lib
+from dash_jax.launch import saved
 
 
 class RowKey(NamedTuple):

@@ -10,8 +10,7 @@ import tempfile
 from dash_jax import checkpoint, results
 from dash_jax.errors import UserError
 from dash_jax.launch import config as config_lib
-from dash_jax.launch import saved
-from dash_jax.launch import locks
+from dash_jax.launch import locks, saved
 
 
 def usable_workdir(workdir: str) -> str:
